@@ -1,0 +1,306 @@
+"""The `journeys` command: parse options, call one library function, print.
+
+Exit codes: 0 success, 1 a failed run, 2 a usage or config error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from pipeline import __version__
+from pipeline.config import ConfigError, load_config
+
+DEFAULT_CONFIG = "journeys.toml"
+
+
+class ConfigProblem(click.ClickException):
+    """A config or input problem: exit 2, like click's usage errors."""
+
+    exit_code = 2
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _progress(message: str) -> None:
+    click.echo(f"  {message} ...", err=True)
+
+
+def _load(config_path: str, check_files: bool = True):
+    try:
+        return load_config(config_path, check_files=check_files)
+    except ConfigError as e:
+        raise ConfigProblem(str(e)) from None
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not an ISO timestamp; write e.g. 2026-11-01T00:00:00Z", param_hint="--as-of") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def common_options(f):
+    """--config and --json, shared by every command that reads a config."""
+
+    @click.option("--config", "-c", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="FILE",
+                  type=click.Path(dir_okay=False), help="The journeys TOML config (sources, stages, outputs).")
+    @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+as_of_option = click.option("--as-of", "as_of", metavar="TIMESTAMP",
+                            help="Judge open vs dropped journeys at this time (default: journeys.as_of, else the latest event).")
+
+
+def _fail(e: Exception) -> click.ClickException:
+    if isinstance(e, ConfigError):
+        return ConfigProblem(str(e))
+    return click.ClickException(f"{type(e).__name__}: {e}")
+
+
+def _print_result(result, as_json: bool, human) -> None:
+    if as_json:
+        click.echo(json.dumps({"run_id": result.run_id, "status": result.status, **result.counts, **result.summary}, indent=2, default=str))
+    else:
+        human(result)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="journeys")
+@click.option("-v", "--verbose", is_flag=True, help="Log details to stderr.")
+def cli(verbose: bool) -> None:
+    """Turn raw omnichannel touchpoint logs into customer journeys: where customers
+    move, where they wait (bottlenecks) and where they leave (drop-offs), per segment.
+
+    \b
+    Example, on the bundled sample:
+        journeys sample --out data/sample          # (re)write the synthetic raw data
+        journeys run --config data/sample/journeys.toml
+        journeys sql -c data/sample/journeys.toml "select * from marts.drop_offs where rank = 1"
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@common_options
+@as_of_option
+def run(config_path: str, as_json: bool, as_of: str | None) -> None:
+    """Run the whole pipeline for a config and publish its outputs atomically.
+
+    Ingests every source into the DuckDB warehouse, sessionizes and labels
+    journeys, builds the marts and the transition graph, and exports Parquet.
+    A failed run leaves the previous outputs whole.
+
+    \b
+    Example:
+        journeys run --config data/sample/journeys.toml
+        journeys run -c data/sample/journeys.toml --json > summary.json
+    """
+    from pipeline.run import run_pipeline
+
+    config = _load(config_path)
+    try:
+        result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None)
+    except click.ClickException:
+        raise
+    except Exception as e:
+        raise _fail(e) from None
+    _print_result(result, as_json, lambda r: click.echo(format_summary(r, config)))
+
+
+def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None):
+    from pipeline.run import run_step
+
+    config = _load(config_path)
+    try:
+        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None)
+    except click.ClickException:
+        raise
+    except Exception as e:
+        raise _fail(e) from None
+    _print_result(result, as_json, lambda r: click.echo(f"{step}: " + json.dumps(r.counts[step], default=str)))
+
+
+@cli.command()
+@common_options
+def ingest(config_path: str, as_json: bool) -> None:
+    """Load the raw sources into staging.events (bad rows to staging.quarantine).
+
+    \b
+    Example:
+        journeys ingest -c data/sample/journeys.toml
+        journeys sql -c data/sample/journeys.toml "select reason, count(*) from staging.quarantine group by 1"
+    """
+    _step("ingest", config_path, as_json)
+
+
+@cli.command()
+@common_options
+@as_of_option
+def build(config_path: str, as_json: bool, as_of: str | None) -> None:
+    """Build core (steps, sessions, journeys), the marts and the graph from staging.
+
+    \b
+    Example:
+        journeys build -c data/sample/journeys.toml --as-of 2026-11-01T00:00:00Z
+    """
+    _step("build", config_path, as_json, as_of)
+
+
+@cli.command()
+@common_options
+def export(config_path: str, as_json: bool) -> None:
+    """Export core and marts tables as Parquet, with manifest.json.
+
+    \b
+    Example:
+        journeys export -c data/sample/journeys.toml
+        python -c "import pyarrow.parquet as pq; print(pq.read_table('build/export/marts.funnel.parquet'))"
+    """
+    _step("export", config_path, as_json)
+
+
+@cli.command()
+@common_options
+def validate(config_path: str, as_json: bool) -> None:
+    """Check a config and its sources (files exist, columns are there) without writing anything.
+
+    \b
+    Example:
+        journeys validate -c data/sample/journeys.toml
+    """
+    from pipeline.ingest import check_source_columns
+
+    config = _load(config_path)
+    try:
+        for source in config.sources:
+            for path in source.files:
+                check_source_columns(source, path)
+    except ConfigError as e:
+        raise ConfigProblem(str(e)) from None
+    info = {"config": str(config.path), "sources": {s.name: len(s.files) for s in config.sources}, "rules": len(config.rules)}
+    click.echo(json.dumps(info, indent=2) if as_json else f"ok: {sum(info['sources'].values())} files in {len(info['sources'])} sources, {info['rules']} stage rules")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--config", "-c", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="FILE",
+              type=click.Path(dir_okay=False), help="The config whose warehouse to query.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Query this DuckDB file instead of the config's warehouse.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def sql(query: str, config_path: str, db_path: str | None, fmt: str, as_json: bool) -> None:
+    """Run a read-only SQL query against the warehouse.
+
+    The connection is opened read-only: statements that write fail.
+
+    \b
+    Example:
+        journeys sql -c data/sample/journeys.toml "select * from marts.funnel where segment_key = 'all'"
+        journeys sql --db build/journeys.duckdb --format csv "select * from marts.bottlenecks where rank = 1"
+    """
+    import duckdb
+
+    path = Path(db_path) if db_path else _load(config_path, check_files=False).warehouse
+    if not path.exists():
+        raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first, or pass --db")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        rel = con.sql(query)
+        if rel is None:
+            return
+        df = rel.pl()
+    except duckdb.Error as e:
+        raise click.ClickException(str(e)) from None
+    fmt = "json" if as_json else fmt
+    if fmt == "csv":
+        click.echo(df.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(df.write_json())
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=200):
+            click.echo(str(df))
+
+
+@cli.command()
+@click.option("--customers", default=2000, show_default=True, type=click.IntRange(min=1), help="How many customers to simulate.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed: the same seed writes the same files.")
+@click.option("--out", "out_dir", default="data/sample", show_default=True, type=click.Path(file_okay=False), help="Folder to write the raw files into.")
+def sample(customers: int, seed: int, out_dir: str) -> None:
+    """Write synthetic raw channel files with planted truths (ground_truth.json).
+
+    Web clickstream (JSON lines), social (CSV), call center (CSV, local times),
+    store receipts (CSV), email/app (CSV) and customers.csv, each in its own
+    layout, plus a planted bottleneck, a planted drop-off and bad rows of every
+    kind, all listed in ground_truth.json.
+
+    \b
+    Example:
+        journeys sample --customers 2000 --seed 7 --out data/sample
+    """
+    from pipeline.sample import write_sample
+
+    truth = write_sample(Path(out_dir), customers=customers, seed=seed)
+    click.echo(f"wrote {sum(f['rows'] for f in truth['files'].values())} rows in {len(truth['files'])} files to {out_dir}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def format_summary(result, config) -> str:
+    """The human summary `journeys run` ends with."""
+    ing, bld, s = result.counts["ingest"], result.counts["build"], result.summary
+    lines = [
+        f"run {result.run_id}: {result.status}",
+        f"events in: {ing['rows_read']} rows read, {ing['loaded']} loaded, {ing['duplicates']} duplicates, {ing['quarantined']} quarantined"
+        + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
+        f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
+        f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
+        f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML)",
+        "",
+        "top bottlenecks (time lost = journeys x median wait) and drop-offs, per segment:",
+    ]
+    drops: dict = {}
+    for d in s["drop_offs"]:
+        drops.setdefault((d["segment_key"], d["segment_value"]), []).append(f"{d['node']} {d['drop_offs']} ({d['drop_off_rate']:.0%})")
+    seen = []
+    for b in s["bottlenecks"]:
+        key = (b["segment_key"], b["segment_value"])
+        if key not in seen:
+            seen.append(key)
+    for key in seen:
+        edges = [b for b in s["bottlenecks"] if (b["segment_key"], b["segment_value"]) == key]
+        lines.append(f"  {key[0]}={key[1]}")
+        lines.append("    waits: " + "; ".join(f"{b['from_node']} -> {b['to_node']} {b['journeys']} journeys x {_duration(b['median_wait_seconds'])}" for b in edges))
+        lines.append("    drop-offs: " + ("; ".join(drops.get(key, [])) or "none"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name="journeys")

@@ -1,0 +1,445 @@
+"""Load and validate the TOML config: the typed settings every step reads.
+
+Everything is checked up front. A problem raises :class:`ConfigError`, whose
+message names the file, the line (where it can be found), the key and the fix,
+so that `journeys` can stop with exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import re
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline import schema
+
+DEFAULT_CHANNELS = ("web", "social", "call_center", "store", "email", "app")
+FORMATS = ("csv", "jsonl", "parquet")
+TIME_FORMATS_HELP = "'iso', 'epoch', 'epoch_ms' or a strptime pattern such as '%Y-%m-%d %H:%M:%S'"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A config or source problem the user must fix; the CLI exits 2 with this message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnValue:
+    """A value taken from a column (optionally prefixed) or a constant."""
+
+    column: str | None = None
+    value: str | None = None
+    prefix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TimestampSpec:
+    column: str
+    format: str = "iso"
+    timezone: str | None = None
+    timezone_column: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    name: str
+    path: str  # glob, absolute
+    format: str
+    channel: ColumnValue
+    customer_id: tuple[str, ...]
+    event_type: ColumnValue
+    timestamp: TimestampSpec
+    event_id: str | None = None
+    natural_key: tuple[str, ...] = ()
+    identifiers: tuple[tuple[str, str], ...] = ()  # (type, column)
+    properties: tuple[str, ...] = ()
+    delimiter: str = ","
+    files: tuple[str, ...] = ()
+
+    def columns(self) -> list[str]:
+        """Every raw column this source's mapping reads, in a stable order."""
+        cols: list[str] = []
+        for c in (
+            *self.customer_id,
+            self.event_id,
+            *self.natural_key,
+            self.event_type.column,
+            self.channel.column,
+            self.timestamp.column,
+            self.timestamp.timezone_column,
+            *(c for _, c in self.identifiers),
+            *self.properties,
+        ):
+            if c and c not in cols:
+                cols.append(c)
+        return cols
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRule:
+    id: str
+    stage: str
+    channel: tuple[str, ...] = ()
+    event_type: tuple[str, ...] = ()  # exact names or globs with * and ?
+    properties: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Customers:
+    path: str
+    customer_id: str
+    segments: tuple[str, ...]
+    delimiter: str = ","
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    path: Path
+    name: str
+    channels: tuple[str, ...]
+    sources: tuple[Source, ...]
+    customers: Customers | None
+    inactivity_timeout: int | None  # seconds; None = never split
+    max_length: int | None
+    channel_timeouts: tuple[tuple[str, int | None], ...]
+    journey_timeout: int | None
+    goal_stage: str
+    as_of: datetime | None
+    stage_order: tuple[str, ...]
+    rules: tuple[StageRule, ...]
+    level: str
+    warehouse: Path
+    export_dir: Path
+    graph_dir: Path
+    min_timestamp: datetime
+    max_future: int
+    text: str = dataclasses.field(repr=False, default="")
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the config file's bytes: a changed config is a different run."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def session_rule(self) -> dict[str, Any]:
+        """The sessionization settings as plain values for the pure build step."""
+        return {
+            "inactivity_timeout": self.inactivity_timeout,
+            "max_length": self.max_length,
+            "channel_timeouts": dict(self.channel_timeouts),
+            "journey_timeout": self.journey_timeout,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Reader:
+    """Walks the parsed TOML and reports errors with file, line, key and fix."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str, section: str | None = None) -> int | None:
+        """Best-effort line number of `key` (after `section`'s header, if given)."""
+        start = 0
+        if section:
+            pat = re.compile(r"^\s*\[\[?\s*" + re.escape(section) + r"\s*\]\]?\s*$")
+            for i, line in enumerate(self.lines):
+                if pat.match(line):
+                    start = i
+                    break
+        leaf = key.split(".")[-1].split("[")[0]
+        pat = re.compile(r"^\s*" + re.escape(leaf) + r"\s*=|[{,]\s*" + re.escape(leaf) + r"\s*=")
+        for i in range(start, len(self.lines)):
+            if pat.search(self.lines[i]):
+                return i + 1
+        return start + 1 if section else None
+
+    def fail(self, key: str, problem: str, fix: str, section: str | None = None) -> ConfigError:
+        line = self.line_of(key, section)
+        where = f"{self.path}" + (f", line {line}" if line else "")
+        return ConfigError(f"{where}: key '{key}': {problem}. Fix: {fix}")
+
+    def check_keys(self, table: dict, allowed: set[str], where: str, section: str | None = None) -> None:
+        for k in table:
+            if k not in allowed:
+                raise self.fail(
+                    f"{where}.{k}" if where else k,
+                    "unknown key",
+                    f"remove it or use one of: {', '.join(sorted(allowed))}",
+                    section,
+                )
+
+
+def parse_duration(value: Any) -> int | None:
+    """'30m' -> 1800; 'none', 0 or False -> None (never split). Raises ValueError."""
+    if value in (None, False, 0, "none", "0"):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(value)
+    seconds = int(float(m.group(1)) * _UNITS[m.group(2)])
+    return seconds or None
+
+
+def _duration(r: _Reader, table: dict, key: str, default: Any, where: str, section: str | None) -> int | None:
+    try:
+        return parse_duration(table.get(key, default))
+    except ValueError:
+        raise r.fail(
+            f"{where}.{key}",
+            f"'{table.get(key)}' is not a duration",
+            "write a number with a unit s, m, h or d (e.g. \"30m\", \"24h\", \"30d\"), or \"none\"",
+            section,
+        ) from None
+
+
+def _strs(r: _Reader, value: Any, key: str, section: str | None) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise r.fail(key, f"expected a name or a list of names, got {value!r}", 'write e.g. "column" or ["a", "b"]', section)
+
+
+def _column_value(r: _Reader, value: Any, key: str, section: str) -> ColumnValue:
+    if isinstance(value, str):
+        return ColumnValue(value=value) if key.endswith("channel") else ColumnValue(column=value)
+    if isinstance(value, dict):
+        r.check_keys(value, {"column", "value", "prefix"}, key, section)
+        if ("column" in value) == ("value" in value):
+            raise r.fail(key, "needs exactly one of 'column' or 'value'", f'write {key} = {{ column = "name" }} or {{ value = "constant" }}', section)
+        return ColumnValue(column=value.get("column"), value=value.get("value"), prefix=str(value.get("prefix", "")))
+    raise r.fail(key, f"expected a table, got {value!r}", f'write {key} = {{ column = "name" }}', section)
+
+
+def _timestamp(value: Any) -> datetime:
+    ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load_config(path: str | Path, check_files: bool = True) -> Config:
+    """Read and validate a config file; raise ConfigError naming what to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found. Fix: pass --config with the path of a journeys TOML file (the sample's is data/sample/journeys.toml)")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
+    r = _Reader(path, text)
+    base = path.parent
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph"}, "")
+
+    project = raw.get("project", {})
+    r.check_keys(project, {"name", "channels"}, "project", "project")
+    channels = _strs(r, project.get("channels", list(DEFAULT_CHANNELS)), "project.channels", "project")
+
+    output = raw.get("output", {})
+    r.check_keys(output, {"warehouse", "export_dir", "graph_dir"}, "output", "output")
+    warehouse = (base / output.get("warehouse", "build/journeys.duckdb")).resolve()
+    export_dir = (base / output.get("export_dir", "build/export")).resolve()
+    graph_dir = (base / output.get("graph_dir", "build/graph")).resolve()
+
+    ingest = raw.get("ingest", {})
+    r.check_keys(ingest, {"min_timestamp", "max_future"}, "ingest", "ingest")
+    try:
+        min_ts = _timestamp(ingest.get("min_timestamp", "2000-01-01T00:00:00Z"))
+    except ValueError:
+        raise r.fail("ingest.min_timestamp", "not an ISO timestamp", 'write e.g. "2000-01-01T00:00:00Z"', "ingest") from None
+    max_future = _duration(r, ingest, "max_future", "1d", "ingest", "ingest") or 0
+
+    if "sources" not in raw or not isinstance(raw["sources"], list) or not raw["sources"]:
+        raise r.fail("sources", "no [[sources]] given", "add at least one [[sources]] table with name, path, format, channel, customer_id, event_type and timestamp")
+    sources = []
+    seen: set[str] = set()
+    for i, s in enumerate(raw["sources"]):
+        sources.append(_source(r, s, i, base, channels, seen, check_files))
+
+    customers = None
+    if "customers" in raw:
+        c = raw["customers"]
+        r.check_keys(c, {"path", "customer_id", "segments", "delimiter"}, "customers", "customers")
+        if "path" not in c:
+            raise r.fail("customers.path", "missing", 'give the CSV of customers with their segment columns, e.g. path = "customers.csv"', "customers")
+        cpath = (base / c["path"]).resolve()
+        if check_files and not cpath.is_file():
+            raise r.fail("customers.path", f"file {cpath} not found", "correct the path (relative to the config file) or remove [customers]", "customers")
+        customers = Customers(
+            path=str(cpath),
+            customer_id=str(c.get("customer_id", "customer_id")),
+            segments=_strs(r, c.get("segments", []), "customers.segments", "customers") if c.get("segments") else (),
+            delimiter=str(c.get("delimiter", ",")),
+        )
+
+    sess = raw.get("sessions", {})
+    r.check_keys(sess, {"inactivity_timeout", "max_length", "channel_timeouts"}, "sessions", "sessions")
+    inactivity = _duration(r, sess, "inactivity_timeout", "30m", "sessions", "sessions")
+    max_length = _duration(r, sess, "max_length", "24h", "sessions", "sessions")
+    ct = sess.get("channel_timeouts", {})
+    channel_timeouts = []
+    for ch in ct:
+        if ch not in channels:
+            raise r.fail(f"sessions.channel_timeouts.{ch}", "not a configured channel", f"use one of project.channels: {', '.join(channels)}", "sessions")
+        channel_timeouts.append((ch, _duration(r, ct, ch, None, "sessions.channel_timeouts", "sessions")))
+
+    jour = raw.get("journeys", {})
+    r.check_keys(jour, {"timeout", "goal_stage", "as_of"}, "journeys", "journeys")
+    journey_timeout = _duration(r, jour, "timeout", "30d", "journeys", "journeys")
+    as_of = None
+    if "as_of" in jour:
+        try:
+            as_of = _timestamp(jour["as_of"])
+        except ValueError:
+            raise r.fail("journeys.as_of", "not an ISO timestamp", 'write e.g. "2026-11-01T00:00:00Z"', "journeys") from None
+    if journey_timeout is not None:
+        for name, t in [("sessions.inactivity_timeout", inactivity), *((f"sessions.channel_timeouts.{c}", t) for c, t in channel_timeouts)]:
+            if t is None or t > journey_timeout:
+                raise r.fail(name, "is longer than journeys.timeout, so a journey could split inside a session", "make journeys.timeout at least as long as every session timeout", "sessions")
+
+    stages = raw.get("stages", {})
+    r.check_keys(stages, {"order", "rules"}, "stages", "stages")
+    order = _strs(r, stages.get("order", list(schema.DEFAULT_STAGES)), "stages.order", "stages")
+    goal = str(jour.get("goal_stage", "purchase"))
+    if goal not in order:
+        raise r.fail("journeys.goal_stage", f"'{goal}' is not in stages.order", f"use one of: {', '.join(order)}", "journeys")
+    rules = []
+    rule_ids: set[str] = set()
+    for i, rule in enumerate(stages.get("rules", [])):
+        key = f"stages.rules[{i}]"
+        r.check_keys(rule, {"id", "stage", "channel", "event_type", "properties"}, key, "stages.rules")
+        rid = str(rule.get("id", f"rule_{i + 1}"))
+        if rid in rule_ids:
+            raise r.fail(f"{key}.id", f"duplicate rule id '{rid}'", "give every rule its own id", "stages.rules")
+        rule_ids.add(rid)
+        if rule.get("stage") not in order:
+            raise r.fail(f"{key}.stage", f"'{rule.get('stage')}' is not in stages.order", f"use one of: {', '.join(order)}", "stages.rules")
+        rchan = _strs(r, rule["channel"], f"{key}.channel", "stages.rules") if "channel" in rule else ()
+        for ch in rchan:
+            if ch not in channels:
+                raise r.fail(f"{key}.channel", f"'{ch}' is not a configured channel", f"use one of: {', '.join(channels)}", "stages.rules")
+        props = tuple((k, _strs(r, v, f"{key}.properties.{k}", "stages.rules")) for k, v in rule.get("properties", {}).items())
+        rules.append(
+            StageRule(
+                id=rid,
+                stage=rule["stage"],
+                channel=rchan,
+                event_type=_strs(r, rule["event_type"], f"{key}.event_type", "stages.rules") if "event_type" in rule else (),
+                properties=props,
+            )
+        )
+
+    graph = raw.get("graph", {})
+    r.check_keys(graph, {"level"}, "graph", "graph")
+    level = str(graph.get("level", "stage"))
+    if level not in schema.LEVELS:
+        raise r.fail("graph.level", f"'{level}' is not a graph level", f"use one of: {', '.join(schema.LEVELS)}", "graph")
+
+    return Config(
+        path=path.resolve(),
+        name=str(project.get("name", path.stem)),
+        channels=channels,
+        sources=tuple(sources),
+        customers=customers,
+        inactivity_timeout=inactivity,
+        max_length=max_length,
+        channel_timeouts=tuple(channel_timeouts),
+        journey_timeout=journey_timeout,
+        goal_stage=goal,
+        as_of=as_of,
+        stage_order=order,
+        rules=tuple(rules),
+        level=level,
+        warehouse=warehouse,
+        export_dir=export_dir,
+        graph_dir=graph_dir,
+        min_timestamp=min_ts,
+        max_future=max_future,
+        text=text,
+    )
+
+
+def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], seen: set[str], check_files: bool) -> Source:
+    key = f"sources[{i}]"
+    sec = "sources"
+    r.check_keys(
+        s,
+        {"name", "path", "format", "channel", "customer_id", "event_type", "timestamp", "event_id", "natural_key", "identifiers", "properties", "delimiter"},
+        key,
+        sec,
+    )
+    for required in ("name", "path", "format", "channel", "customer_id", "event_type", "timestamp"):
+        if required not in s:
+            raise r.fail(f"{key}.{required}", "missing", f"add {required} to this [[sources]] table (see docs/config.md)", sec)
+    name = str(s["name"])
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or name in seen:
+        raise r.fail(f"{key}.name", f"'{name}' is not a unique simple name", "use letters, digits, _ or - and a different name per source", sec)
+    seen.add(name)
+    key = f"sources.{name}"
+    fmt = str(s["format"])
+    if fmt not in FORMATS:
+        raise r.fail(f"{key}.format", f"'{fmt}' is not supported", f"use one of: {', '.join(FORMATS)}", sec)
+    pattern = str((base / s["path"]).resolve()) if not Path(s["path"]).is_absolute() else str(s["path"])
+    files = tuple(sorted(glob.glob(pattern)))
+    if check_files and not files:
+        raise r.fail(f"{key}.path", f"no file matches {pattern}", "correct the glob (relative to the config file) or remove the source", sec)
+    channel = _column_value(r, s["channel"], f"{key}.channel", sec)
+    if channel.value is not None and channel.value not in channels:
+        raise r.fail(f"{key}.channel", f"'{channel.value}' is not in project.channels", f"use one of: {', '.join(channels)}, or add it to project.channels", sec)
+    ts = s["timestamp"]
+    if not isinstance(ts, dict) or "column" not in ts:
+        raise r.fail(f"{key}.timestamp", "needs a column", 'write timestamp = { column = "ts", format = "iso" }', sec)
+    r.check_keys(ts, {"column", "format", "timezone", "timezone_column"}, f"{key}.timestamp", sec)
+    tspec = TimestampSpec(
+        column=str(ts["column"]),
+        format=str(ts.get("format", "iso")),
+        timezone=ts.get("timezone"),
+        timezone_column=ts.get("timezone_column"),
+    )
+    if tspec.format not in ("iso", "epoch", "epoch_ms") and "%" not in tspec.format:
+        raise r.fail(f"{key}.timestamp.format", f"'{tspec.format}' is not a time format", f"use {TIME_FORMATS_HELP}", sec)
+    if tspec.timezone and tspec.timezone_column:
+        raise r.fail(f"{key}.timestamp.timezone", "both timezone and timezone_column are set", "keep one: a fixed zone for the source, or a column holding each row's zone", sec)
+    if tspec.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(tspec.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise r.fail(f"{key}.timestamp.timezone", f"'{tspec.timezone}' is not an IANA time zone", 'use a name such as "Europe/Paris" or "UTC"', sec) from None
+    event_id = s.get("event_id")
+    natural_key = _strs(r, s["natural_key"], f"{key}.natural_key", sec) if "natural_key" in s else ()
+    identifiers = s.get("identifiers", {})
+    if not isinstance(identifiers, dict):
+        raise r.fail(f"{key}.identifiers", "expected a table of type = column", 'write identifiers = { cookie = "cookie_id", customer = "user_id" }', sec)
+    delimiter = str(s.get("delimiter", ","))
+    if len(delimiter) != 1:
+        raise r.fail(f"{key}.delimiter", f"{delimiter!r} is not one character", 'write e.g. delimiter = ";"', sec)
+    return Source(
+        name=name,
+        path=pattern,
+        format=fmt,
+        channel=channel,
+        customer_id=_strs(r, s["customer_id"], f"{key}.customer_id", sec),
+        event_type=_column_value(r, s["event_type"], f"{key}.event_type", sec),
+        timestamp=tspec,
+        event_id=str(event_id) if event_id else None,
+        natural_key=natural_key,
+        identifiers=tuple((str(k), str(v)) for k, v in identifiers.items()),
+        properties=_strs(r, s["properties"], f"{key}.properties", sec) if s.get("properties") else (),
+        delimiter=delimiter,
+        files=files,
+    )

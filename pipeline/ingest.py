@@ -1,0 +1,458 @@
+"""Sources -> staging.events + staging.quarantine, with DuckDB's readers.
+
+Each configured source is read file by file with DuckDB (CSV with a reject
+table, JSON lines as text checked with `json_valid`, Parquet), mapped to the
+canonical event of DESIGN.md, validated, deduplicated and loaded. Every input
+row ends in exactly one of: loaded, duplicate, quarantined (with its reason);
+the counts per file go to meta.ingest_files.
+
+No config string is pasted into SQL: values are bound parameters, CSV columns
+are renamed to positional names (h0, h1, ...) through the reader's `columns`
+argument, and Parquet column names are quoted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.config import Config, ConfigError, Source
+
+log = logging.getLogger(__name__)
+
+_TZ_SUFFIX = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier, double-quoted with embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclasses.dataclass
+class FileCount:
+    source: str
+    source_file: str
+    bytes: int
+    sha256: str
+    rows_read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def csv_header(path: str, delimiter: str) -> list[str]:
+    """The header names of a CSV file (first record), BOM stripped."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        try:
+            return next(csv.reader(f, delimiter=delimiter))
+        except StopIteration:
+            return []
+
+
+def check_source_columns(source: Source, path: str) -> None:
+    """Stop with a ConfigError when a file lacks a column the source's mapping names."""
+    if source.format == "jsonl":
+        return  # JSON keys may be absent per line: a missing value is judged per row
+    if source.format == "csv":
+        header = csv_header(path, source.delimiter)
+        if not header:
+            return  # an empty file has no rows to map
+    else:
+        header = [r[0] for r in duckdb.execute("select name from parquet_schema(?)", [path]).fetchall()]
+    missing = [c for c in source.columns() if c not in header]
+    if missing:
+        raise ConfigError(
+            f"{path}, line 1: source '{source.name}' maps column(s) {', '.join(repr(m) for m in missing)}, "
+            f"which the file does not have (it has: {', '.join(header) or 'no columns'}). "
+            f"Fix: correct the column names in the [[sources]] table named '{source.name}' of the config, or the file"
+        )
+
+
+# --------------------------------------------------------------------------- raw reading
+
+
+def _raw_columns(n: int) -> str:
+    return ", ".join(f"c{i} varchar" for i in range(n))
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
+    cols = source.columns()
+    extracts = ", ".join(f"case when ok then json_extract_string(raw_line, ?) end as c{i}" for i in range(len(cols)))
+    paths = ['$."' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in cols]
+    con.execute(
+        f"""
+        insert into _raw
+        with lines as (
+            select ordinality as source_row, raw_line
+            from read_csv(?, columns = {{'raw_line': 'VARCHAR'}}, header = false, delim = ?, quote = '',
+                          escape = '', auto_detect = false, strict_mode = false, null_padding = true)
+                 with ordinality
+        ),
+        checked as (
+            select source_row, raw_line,
+                   coalesce(json_valid(raw_line) and json_type(raw_line) = 'OBJECT', false) as ok
+            from lines
+            where raw_line is not null and trim(raw_line) <> ''
+        )
+        select ? as source_file, source_row, raw_line, not ok as malformed,
+               case when not ok then 'not a JSON object' end as detail, {extracts}
+        from checked
+        """,
+        [path, "\x1e", path, *paths],
+    )
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
+    header = csv_header(path, source.delimiter)
+    if not header:
+        return
+    positional = {f"h{j}": "VARCHAR" for j in range(len(header))}
+    index = {name: j for j, name in enumerate(header)}
+    picks = ", ".join(f"p.h{index[c]} as c{i}" for i, c in enumerate(source.columns()))
+    con.execute("drop table if exists _rejects; drop table if exists _reject_scans")
+    con.execute(
+        """
+        create temp table _parsed as
+        select * from read_csv(?, columns = ?, header = true, delim = ?, quote = '"', escape = '"',
+                               auto_detect = false, store_rejects = true,
+                               rejects_table = '_rejects', rejects_scan = '_reject_scans')
+             with ordinality
+        """,
+        [path, positional, source.delimiter],
+    )
+    con.execute(
+        """
+        create temp table _lines as
+        select ordinality as line, raw_line
+        from read_csv(?, columns = {'raw_line': 'VARCHAR'}, header = false, delim = ?, quote = '',
+                      escape = '', auto_detect = false, strict_mode = false, null_padding = true)
+             with ordinality
+        """,
+        [path, "\x1e"],
+    )
+    parsed, data_lines = con.execute(
+        """
+        select (select count(*) from _parsed),
+               (select count(*) from _lines where line > 1 and raw_line is not null and trim(raw_line) <> ''
+                  and line not in (select line from _rejects))
+        """
+    ).fetchall()[0]
+    if parsed == data_lines:
+        # one record a line: the k-th parsed record is the k-th good data line
+        join = """
+            good_lines as (
+                select line, raw_line, row_number() over (order by line) as k
+                from _lines
+                where line > 1 and raw_line is not null and trim(raw_line) <> ''
+                  and line not in (select line from _rejects)
+            )
+            select ? as source_file, g.line as source_row, g.raw_line, false, null, {picks}
+            from _parsed p join good_lines g on g.k = p.ordinality
+        """
+    else:
+        # quoted fields span lines: rows are numbered by record (header = 1), documented in docs/metrics.md
+        log.warning("%s: quoted fields span lines; source_row counts records, not lines", path)
+        join = """
+            good_lines as (select 1)
+            select ? as source_file, p.ordinality + 1 as source_row,
+                   concat_ws(?, {cols}), false, null, {picks}
+            from _parsed p
+        """.replace("{cols}", ", ".join(f"p.h{j}" for j in range(len(header))))
+    params = [path] if parsed == data_lines else [path, source.delimiter]
+    con.execute(f"insert into _raw with {join.format(picks=picks)}", params)
+    con.execute(
+        f"""
+        insert into _raw
+        select ? as source_file, line as source_row, any_value(csv_line) as raw_line, true,
+               string_agg(distinct error_type, '; ') as detail, {", ".join("null" for _ in source.columns())}
+        from _rejects group by line
+        """,
+        [path],
+    )
+    con.execute("drop table _parsed; drop table _lines")
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
+    picks = ", ".join(f"cast(t.{quote_ident(c)} as varchar) as c{i}" for i, c in enumerate(source.columns()))
+    con.execute(
+        f"""
+        insert into _raw
+        select ? as source_file, t.file_row_number + 1 as source_row,
+               cast(to_json(t) as varchar) as raw_line, false, null, {picks}
+        from read_parquet(?, file_row_number = true) t
+        """,
+        [path, path],
+    )
+
+
+# --------------------------------------------------------------------------- canonical mapping
+
+
+class Params(dict):
+    """Named SQL parameters: `add(value)` returns a placeholder ($p0, $p1, ...) bound to value."""
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self)}"
+        self[name] = value
+        return f"${name}"
+
+
+def _clean(col: str) -> str:
+    return f"nullif(trim({col}), '')"
+
+
+def _value_sql(spec_column: str | None, spec_value: str | None, cols: list[str], params: Params) -> str:
+    if spec_column is not None:
+        return _clean(f"r.c{cols.index(spec_column)}")
+    return f"cast({params.add(spec_value)} as varchar)"
+
+
+def _snake(expr: str) -> str:
+    """Normalise an event name to snake_case: split camelCase, lowercase, non-alphanumerics to _."""
+    return (
+        "nullif(trim(both '_' from regexp_replace(lower(regexp_replace("
+        f"{expr}, '([a-z0-9])([A-Z])', '\\1_\\2', 'g')), '[^a-z0-9]+', '_', 'g')), '')"
+    )
+
+
+def _timestamp_sql(source: Source, cols: list[str], params: Params) -> tuple[str, str, str]:
+    """SQL for (raw text, parsed TIMESTAMPTZ or null, zone-is-valid flag)."""
+    spec = source.timestamp
+    raw = _clean(f"r.c{cols.index(spec.column)}")
+    zone_ok = "true"
+    fmt = spec.format
+    if fmt == "epoch":
+        parsed_utc = f"try(to_timestamp(try_cast({raw} as double)))"
+        return raw, parsed_utc, zone_ok
+    if fmt == "epoch_ms":
+        parsed_utc = f"try(to_timestamp(try_cast({raw} as double) / 1000.0))"
+        return raw, parsed_utc, zone_ok
+    if fmt == "iso":
+        with_zone = f"try_cast({raw} as timestamptz)"
+        naive = f"try_cast({raw} as timestamp)"
+        has_zone = f"regexp_matches({raw}, '{_TZ_SUFFIX}')"
+    else:
+        with_zone = naive = f"try_strptime({raw}, {params.add(fmt)})"
+        has_zone = "true" if "%z" in fmt or "%Z" in fmt else "false"
+    if spec.timezone_column:
+        tz = _clean(f"r.c{cols.index(spec.timezone_column)}")
+        zone_ok = f"({tz} in (select name from pg_timezone_names()))"
+        local = f"case when {zone_ok} then timezone({tz}, cast({naive} as timestamp)) end"
+    elif spec.timezone:
+        local = f"timezone({params.add(spec.timezone)}, cast({naive} as timestamp))"
+    else:
+        local = f"cast(cast({naive} as timestamp) as timestamptz)"  # naive times are UTC
+    if has_zone == "true":
+        parsed = f"cast({with_zone} as timestamptz)"
+    elif has_zone == "false":
+        parsed = local
+    else:
+        parsed = f"case when {has_zone} then {with_zone} else {local} end"
+    return raw, parsed, zone_ok
+
+
+def _canonical_sql(source: Source, config: Config, params: Params) -> str:
+    """One SELECT over _raw giving every canonical column plus `reason` (null = valid)."""
+    cols = source.columns()
+    customers = [_clean(f"r.c{cols.index(c)}") for c in source.customer_id]
+    customer = customers[0] if len(customers) == 1 else f"coalesce({', '.join(customers)})"
+    ts_raw, ts, zone_ok = _timestamp_sql(source, cols, params)
+    channel = f"lower({_value_sql(source.channel.column, source.channel.value, cols, params)})"
+    event_raw = _value_sql(source.event_type.column, source.event_type.value, cols, params)
+    prefix = params.add(source.event_type.prefix)
+    event_type = f"case when {_snake(event_raw)} is not null then cast({prefix} as varchar) || {_snake(event_raw)} end"
+    if source.event_id:
+        event_id_raw = _clean(f"r.c{cols.index(source.event_id)}")
+    else:
+        keys = source.natural_key or tuple(cols)
+        event_id_raw = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce(r.c{cols.index(k)}, '')" for k in keys) + "))"
+    event_id = f"cast({params.add(source.name)} as varchar) || ':' || {event_id_raw}"
+    entries = []
+    for id_type, col in source.identifiers:
+        entries.append(f"{{'k': cast({params.add(id_type)} as varchar), 'v': {_clean(f'r.c{cols.index(col)}')}}}")
+    identifiers = (
+        f"map_from_entries(list_filter([{', '.join(entries)}], lambda e: e.v is not null))"
+        if entries
+        else "cast(map() as map(varchar, varchar))"
+    )
+    prop_parts = []
+    for p in source.properties:
+        prop_parts.append(f"cast({params.add(p)} as varchar), r.c{cols.index(p)}")
+    properties = f"json_object({', '.join(prop_parts)})" if prop_parts else "cast('{}' as json)"
+    return f"""
+        select
+            {event_id} as event_id,
+            {customer} as customer_id,
+            {identifiers} as identifiers,
+            {ts} as ts,
+            {channel} as channel,
+            {event_type} as event_type,
+            r.source_file, r.source_row,
+            {properties} as properties,
+            r.raw_line,
+            r.malformed, r.detail,
+            {ts_raw} as ts_raw,
+            {zone_ok} as zone_ok,
+            list_contains(cast({params.add(list(config.channels))} as varchar[]), {channel}) as channel_ok,
+            cast({params.add(config.min_timestamp)} as timestamptz) as min_ts,
+            cast({params.add(_run_limit(config))} as timestamptz) as max_ts
+        from _raw r
+    """
+
+
+def _run_limit(config: Config) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=config.max_future)
+
+
+_REASON = """
+    case
+        when malformed then 'malformed_line'
+        when customer_id is null then 'missing_customer'
+        when not zone_ok then 'unknown_timezone'
+        when ts is null then 'unparseable_timestamp'
+        when ts < min_ts or ts > max_ts then 'timestamp_out_of_range'
+        when channel is null or not channel_ok then 'unknown_channel'
+        when event_type is null then 'missing_event_type'
+    end
+"""
+
+
+def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None) -> list[FileCount]:
+    """Load every source of `config` into staging.events and staging.quarantine.
+
+    Replaces the staging tables' contents (a full load). Returns the counts per
+    file; rows_read = loaded + duplicates + quarantined holds for each.
+    """
+    con.execute("set TimeZone = 'UTC'")
+    for source in config.sources:
+        for path in source.files:
+            check_source_columns(source, path)
+    con.execute("delete from staging.events; delete from staging.quarantine")
+    counts: list[FileCount] = []
+    for source in config.sources:
+        cols = source.columns()
+        con.execute(
+            f"create or replace temp table _raw (source_file varchar, source_row bigint, raw_line varchar, "
+            f"malformed boolean, detail varchar, {_raw_columns(len(cols))})"
+        )
+        for path in source.files:
+            counts.append(FileCount(source.name, path, os.path.getsize(path), file_sha256(path)))
+            reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[source.format]
+            reader(con, source, path)
+            if progress:
+                progress(source.name, path)
+        params = Params()
+        canonical = _canonical_sql(source, config, params)
+        con.execute(f"create or replace temp table _canon as select *, {_REASON} as reason from ({canonical})", params)
+        # dedupe valid rows by event id in input order: same content = duplicate, else quarantine
+        con.execute(
+            """
+            create or replace temp table _ranked as
+            select *, md5(coalesce(raw_line, '')) as content_hash,
+                   row_number() over (partition by event_id order by source_file, source_row) as nth,
+                   first(md5(coalesce(raw_line, ''))) over (partition by event_id order by source_file, source_row
+                                                           rows between unbounded preceding and unbounded following) as first_hash
+            from _canon where reason is null
+            """
+        )
+        con.execute(
+            """
+            insert into staging.events
+            select event_id, customer_id, identifiers, ts, channel, event_type, ? as source,
+                   source_file, source_row, properties, ? as batch_id
+            from _ranked where nth = 1
+            """,
+            [source.name, batch_id],
+        )
+        con.execute(
+            """
+            insert into staging.quarantine
+            select ? as source, source_file, source_row, raw_line, reason,
+                   case reason
+                       when 'malformed_line' then detail
+                       when 'unparseable_timestamp' then 'timestamp ' || coalesce('''' || ts_raw || '''', 'missing')
+                       when 'timestamp_out_of_range' then 'timestamp ' || cast(ts as varchar)
+                       else null
+                   end as detail, ? as batch_id
+            from _canon where reason is not null
+            union all
+            select ?, source_file, source_row, raw_line, 'duplicate_event_id',
+                   'event id ' || event_id || ' already loaded with different content', ?
+            from _ranked where nth > 1 and content_hash <> first_hash
+            """,
+            [source.name, batch_id, source.name, batch_id],
+        )
+        per_file = {
+            row[0]: row[1:]
+            for row in con.execute(
+                """
+                select c.source_file,
+                       count(*) as rows_read,
+                       count(*) filter (where c.reason is null and k.nth = 1) as loaded,
+                       count(*) filter (where c.reason is null and k.nth > 1 and k.content_hash = k.first_hash) as duplicates,
+                       count(*) filter (where c.reason is not null or (k.nth > 1 and k.content_hash <> k.first_hash)) as quarantined
+                from _canon c left join _ranked k using (source_file, source_row)
+                group by c.source_file
+                """
+            ).fetchall()
+        }
+        for fc in counts:
+            if fc.source == source.name and fc.source_file in per_file:
+                fc.rows_read, fc.loaded, fc.duplicates, fc.quarantined = per_file[fc.source_file]
+        con.execute("drop table _raw; drop table _canon; drop table _ranked")
+    return counts
+
+
+def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """staging.customers from the customers file, and core.customer_segments (long form)."""
+    con.execute("drop table if exists staging.customers")
+    c = config.customers
+    if c is None:
+        con.execute("create table staging.customers (customer_id varchar)")
+        return
+    header = csv_header(c.path, c.delimiter)
+    missing = [name for name in (c.customer_id, *c.segments) if name not in header]
+    if missing:
+        raise ConfigError(
+            f"{c.path}, line 1: customers file lacks column(s) {', '.join(repr(m) for m in missing)} "
+            f"(it has: {', '.join(header)}). Fix: correct [customers] customer_id / segments in the config"
+        )
+    index = {name: j for j, name in enumerate(header)}
+    positional = {f"h{j}": "VARCHAR" for j in range(len(header))}
+    seg_cols = ", ".join(f"nullif(trim(h{index[s]}), '') as {quote_ident(s)}" for s in c.segments)
+    con.execute(
+        f"""
+        create table staging.customers as
+        select nullif(trim(h{index[c.customer_id]}), '') as customer_id{', ' + seg_cols if seg_cols else ''}
+        from read_csv(?, columns = ?, header = true, delim = ?, auto_detect = false, quote = '"', escape = '"')
+        qualify row_number() over (partition by customer_id order by customer_id) = 1
+        """,
+        [c.path, positional, c.delimiter],
+    )
+
+
+def customers_segment_sql(config: Config) -> tuple[str, list[Any]]:
+    """SQL for the long-form segment table: one row per customer and segment key."""
+    segs = config.customers.segments if config.customers else ()
+    parts = []
+    params: list[Any] = []
+    for s in segs:
+        params.append(s)
+        parts.append(f"select customer_id, cast(? as varchar) as segment_key, {quote_ident(s)} as segment_value from staging.customers")
+    return (" union all ".join(parts) if parts else "select null::varchar customer_id, null::varchar segment_key, null::varchar segment_value where false"), params

@@ -1,0 +1,232 @@
+"""Sessionize, cut journeys and label stages: one pure function of customer histories.
+
+`build_journeys` takes the canonical events of a set of customers (complete
+histories: every event of each customer it sees) and returns the three core
+tables. It reads nothing and writes nothing, never changes its input, and uses
+vectorised Polars expressions only, so it can run on one bucket of customers
+at a time, locally or inside a distributed engine.
+
+Identifiers are returned as keys (customer id and the first event id of the
+session or journey); the warehouse turns them into short hashed ids with the
+`journey_id` / `session_id` macros of sql/staging/macros.sql, so ids are
+deterministic across reruns and engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from datetime import datetime
+from typing import Iterable
+
+import polars as pl
+
+from pipeline import schema
+from pipeline.config import Config, StageRule
+
+KEY_SEP = "\x1f"  # separates customer id and first event id inside a key
+_PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class BuildError(ValueError):
+    """Options of the build step that cannot work; says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """Everything the pure build step needs, as plain values (seconds; None = never)."""
+
+    inactivity_timeout: int | None = 1800
+    max_length: int | None = 86400
+    channel_timeouts: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    journey_timeout: int | None = 30 * 86400
+    goal_stage: str = "purchase"
+    rules: tuple[StageRule, ...] = ()
+    level: str = "stage"
+
+    @classmethod
+    def from_config(cls, config: Config) -> "BuildSettings":
+        return cls(
+            inactivity_timeout=config.inactivity_timeout,
+            max_length=config.max_length,
+            channel_timeouts=dict(config.channel_timeouts),
+            journey_timeout=config.journey_timeout,
+            goal_stage=config.goal_stage,
+            rules=config.rules,
+            level=config.level,
+        )
+
+    def check(self) -> None:
+        if self.level not in schema.LEVELS:
+            raise BuildError(f"level '{self.level}' is unknown; use one of {', '.join(schema.LEVELS)}")
+        for name, v in [("inactivity_timeout", self.inactivity_timeout), ("max_length", self.max_length), ("journey_timeout", self.journey_timeout)]:
+            if v is not None and v <= 0:
+                raise BuildError(f"{name} must be positive seconds or None, got {v}")
+        for rule in self.rules:
+            for key, _ in rule.properties:
+                if not _PROPERTY_KEY.match(key):
+                    raise BuildError(f"rule '{rule.id}': property name '{key}' must be letters, digits or _")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreTables:
+    steps: pl.DataFrame
+    sessions: pl.DataFrame
+    journeys: pl.DataFrame
+
+
+def _seconds(col: str) -> pl.Expr:
+    return pl.col(col).dt.epoch("us").cast(pl.Float64) / 1e6
+
+
+def _limit(value: int | None) -> float:
+    return float("inf") if value is None else float(value)
+
+
+def order_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Order each customer's events by time, ties by input position (source, file, row)."""
+    return events.sort(["customer_id", "ts", "source", "source_file", "source_row"], nulls_last=True)
+
+
+def split_sessions(events: pl.DataFrame, settings: BuildSettings) -> pl.DataFrame:
+    """Number sessions and journeys on ordered events.
+
+    A session starts at a customer's first event, after a gap over the
+    inactivity timeout of the event's channel, at a new journey, or where the
+    session would pass its maximum length (greedy from the session's first
+    event). A journey starts at a customer's first event or after a gap over
+    the journey timeout.
+    """
+    new_customer = pl.col("customer_id") != pl.col("customer_id").shift(1)
+    gap = _seconds("ts") - _seconds("ts").shift(1)
+    timeouts = {ch: _limit(t) for ch, t in settings.channel_timeouts.items()}
+    timeout = pl.col("channel").replace_strict(timeouts, default=_limit(settings.inactivity_timeout), return_dtype=pl.Float64)
+    df = events.with_columns(
+        _first=new_customer.fill_null(True),
+        _gap=gap,
+    ).with_columns(
+        _new_journey=pl.col("_first") | (pl.col("_gap") > _limit(settings.journey_timeout)),
+    ).with_columns(
+        _new_session=pl.col("_new_journey") | (pl.col("_gap") > timeout),
+    )
+    if settings.max_length is not None:
+        df = _cut_long_sessions(df, float(settings.max_length))
+    return df.with_columns(
+        _journey_no=pl.col("_new_journey").cum_sum(),
+        _session_no=pl.col("_new_session").cum_sum(),
+    ).drop("_first", "_gap", "_new_journey", "_new_session")
+
+
+def _cut_long_sessions(df: pl.DataFrame, max_length: float) -> pl.DataFrame:
+    """Greedy maximum-length cut: each pass starts a new session at the first event
+    that is more than `max_length` after its session's start. Passes repeat until
+    no session is too long; each pass is vectorised (the loop is over passes, and
+    there are as many as the most cuts any one session needs)."""
+    while True:
+        session_no = pl.col("_new_session").cum_sum()
+        elapsed = _seconds("ts") - _seconds("ts").min().over(session_no)
+        too_long = elapsed > max_length
+        first_too_long = too_long & ~(too_long.shift(1).over(session_no).fill_null(False))
+        cut = df.select(first_too_long.alias("cut")).to_series()
+        if not cut.any():
+            return df
+        df = df.with_columns(_new_session=pl.col("_new_session") | cut)
+
+
+def _rule_condition(rule: StageRule) -> pl.Expr:
+    cond = pl.lit(True)
+    if rule.channel:
+        cond = cond & pl.col("channel").is_in(list(rule.channel))
+    if rule.event_type:
+        exact = [e for e in rule.event_type if not any(ch in e for ch in "*?[")]
+        globs = [e for e in rule.event_type if e not in exact]
+        match = pl.col("event_type").is_in(exact) if exact else pl.lit(False)
+        for g in globs:
+            match = match | pl.col("event_type").str.contains(fnmatch.translate(g))
+        cond = cond & match
+    for key, values in rule.properties:
+        cond = cond & pl.col("properties").str.json_path_match(f"$.{key}").is_in(list(values)).fill_null(False)
+    return cond
+
+
+def label_stages(events: pl.DataFrame, rules: Iterable[StageRule]) -> pl.DataFrame:
+    """Give each event the stage of the first rule it matches (and that rule's id);
+    events no rule matches get stage 'unlabelled' and no rule id."""
+    rules = list(rules)
+    if not rules:
+        return events.with_columns(stage=pl.lit(schema.UNLABELLED), rule_id=pl.lit(None, dtype=pl.String))
+    stage = pl.when(_rule_condition(rules[0])).then(pl.lit(rules[0].stage))
+    rule_id = pl.when(_rule_condition(rules[0])).then(pl.lit(rules[0].id))
+    for rule in rules[1:]:
+        cond = _rule_condition(rule)
+        stage = stage.when(cond).then(pl.lit(rule.stage))
+        rule_id = rule_id.when(cond).then(pl.lit(rule.id))
+    return events.with_columns(
+        stage=stage.otherwise(pl.lit(schema.UNLABELLED)),
+        rule_id=rule_id.otherwise(pl.lit(None, dtype=pl.String)),
+    )
+
+
+def node_expr(level: str) -> pl.Expr:
+    """The graph node of an event at a graph level."""
+    if level == "stage":
+        return pl.col("stage")
+    if level == "event_type":
+        return pl.col("event_type")
+    return pl.concat_str([pl.col("channel"), pl.lit(":"), pl.col("stage")])
+
+
+def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, as_of: datetime) -> CoreTables:
+    """Canonical events of complete customer histories -> core steps, sessions, journeys.
+
+    `as_of` is the data's as-of time: a journey without the goal whose last
+    event is more than the journey timeout before it is `dropped`, otherwise
+    `open`. With no journey timeout, histories are taken as complete and a
+    journey without the goal is `dropped`.
+    """
+    settings.check()
+    lazy = events.lazy() if isinstance(events, pl.DataFrame) else events
+    ordered = order_events(lazy.select(list(schema.EVENTS_SCHEMA))).collect()
+    df = split_sessions(ordered, settings)
+    df = label_stages(df, settings.rules)
+    first_id = pl.col("event_id").first()
+    steps = df.with_columns(
+        journey_key=pl.concat_str([pl.col("customer_id"), pl.lit(KEY_SEP), first_id.over("_journey_no")]),
+        session_key=pl.concat_str([pl.col("customer_id"), pl.lit(KEY_SEP), first_id.over("_session_no")]),
+        step_index=(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("_journey_no")),
+        node=node_expr(settings.level),
+    )
+    sessions = steps.group_by("session_key", maintain_order=True).agg(
+        customer_id=pl.col("customer_id").first(),
+        journey_key=pl.col("journey_key").first(),
+        started_at=pl.col("ts").min(),
+        ended_at=pl.col("ts").max(),
+        events=pl.len().cast(pl.Int64),
+        channels=pl.col("channel").unique().sort(),
+    )
+    goal_ts = pl.col("ts").filter(pl.col("stage") == settings.goal_stage).min()
+    journeys = steps.group_by("journey_key", maintain_order=True).agg(
+        customer_id=pl.col("customer_id").first(),
+        started_at=pl.col("ts").min(),
+        ended_at=pl.col("ts").max(),
+        sessions=pl.col("session_key").n_unique().cast(pl.Int64),
+        events=pl.len().cast(pl.Int64),
+        converted_at=goal_ts,
+    )
+    if settings.journey_timeout is None:
+        lapsed = pl.lit(True)
+    else:
+        lapsed = (pl.lit(as_of).dt.replace_time_zone(None).dt.replace_time_zone("UTC") - pl.col("ended_at")).dt.total_microseconds() > settings.journey_timeout * 1_000_000
+    journeys = journeys.with_columns(
+        status=pl.when(pl.col("converted_at").is_not_null())
+        .then(pl.lit("converted"))
+        .when(lapsed)
+        .then(pl.lit("dropped"))
+        .otherwise(pl.lit("open"))
+    )
+    steps = steps.select(
+        "event_id", "customer_id", "journey_key", "session_key", "step_index", "ts",
+        "channel", "event_type", "stage", "rule_id", "node",
+    )
+    return CoreTables(steps=steps, sessions=sessions, journeys=journeys)

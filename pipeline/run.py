@@ -1,0 +1,263 @@
+"""Orchestrate a run: ingest -> build -> marts -> graph -> export, published atomically.
+
+`run_pipeline` builds a whole new warehouse, export folder and graph folder in
+a temporary folder beside the outputs, and only when every step (including the
+flow-law check) has succeeded swaps them into place. A failed or killed run
+leaves the previous outputs whole; its leftovers are removed by the next run.
+
+The single-step functions (`ingest_step`, `build_step`, `export_step`) work on
+an open warehouse, each inside one transaction, for the step sub-commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from pipeline import __version__, export, graph, ingest, marts, warehouse
+from pipeline.config import Config
+from pipeline.journeys import BuildSettings, build_journeys
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    status: str
+    counts: dict
+    summary: dict
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, progress: Progress | None = None) -> dict:
+    """Sources -> staging.events, staging.quarantine, staging.customers; counts per file to meta."""
+    files = ingest.ingest(con, config, batch_id=run_id, progress=(lambda s, p: _say(progress, f"read {s}: {Path(p).name}")))
+    ingest.load_customers(con, config)
+    con.executemany(
+        "insert into meta.ingest_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [[run_id, f.source, f.source_file, f.bytes, f.sha256, f.rows_read, f.loaded, f.duplicates, f.quarantined] for f in files],
+    )
+    return {
+        "files": len(files),
+        "rows_read": sum(f.rows_read for f in files),
+        "loaded": sum(f.loaded for f in files),
+        "duplicates": sum(f.duplicates for f in files),
+        "quarantined": sum(f.quarantined for f in files),
+    }
+
+
+def resolve_as_of(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetime | None) -> datetime:
+    """--as-of, else the config's journeys.as_of, else the latest event time (reproducible)."""
+    chosen = as_of or config.as_of
+    if chosen is None:
+        chosen = con.execute("select max(ts) from staging.events").fetchall()[0][0] or datetime.now(timezone.utc)
+    return chosen.astimezone(timezone.utc)
+
+
+def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, as_of: datetime | None = None, progress: Progress | None = None) -> dict:
+    """staging -> core (Polars) -> marts (SQL) -> graph checks, likely paths, GraphML."""
+    as_of = resolve_as_of(con, config, as_of)
+    _say(progress, "sessionize and label (polars)")
+    core = build_journeys(marts.read_events(con), BuildSettings.from_config(config), as_of)
+    marts.write_settings(con, config, as_of)
+    _say(progress, "core tables")
+    marts.write_core(con, core, config)
+    _say(progress, "marts (sql/)")
+    marts.build_marts(con)
+    _say(progress, "graph (networkx)")
+    info = graph.analyse(con, graph_dir)
+    statuses = dict(con.execute("select status, count(*) from core.journeys group by status").fetchall())
+    return {
+        "as_of": as_of.isoformat(),
+        "steps": core.steps.height,
+        "sessions": core.sessions.height,
+        "journeys": core.journeys.height,
+        "journeys_by_status": {s: statuses.get(s, 0) for s in ("converted", "dropped", "open")},
+        "unlabelled_steps": int(con.execute("select count(*) from core.steps where stage = 'unlabelled'").fetchall()[0][0]),
+        **info,
+    }
+
+
+def export_step(con: duckdb.DuckDBPyConnection, export_dir: Path, run_id: str) -> dict:
+    manifest = export.export_tables(con, export_dir, run_id)
+    return {"tables": len(manifest["tables"])}
+
+
+def summarize(con: duckdb.DuckDBPyConnection, top: int = 3) -> dict:
+    """Quarantine by reason, top bottleneck edges and drop-off stages per segment."""
+    reasons = dict(con.execute("select reason, count(*) from staging.quarantine group by reason order by reason").fetchall())
+    bottlenecks = con.execute(
+        "select segment_key, segment_value, rank, from_node, to_node, journeys, median_seconds, time_lost_seconds "
+        "from marts.bottlenecks where kind = 'edge' and rank <= ? order by segment_key <> 'all', segment_key, segment_value, rank",
+        [top],
+    ).fetchall()
+    drops = con.execute(
+        "select segment_key, segment_value, rank, node, journeys, drop_offs, drop_off_rate "
+        "from marts.drop_offs where rank <= ? and drop_offs > 0 order by segment_key <> 'all', segment_key, segment_value, rank",
+        [top],
+    ).fetchall()
+    return {
+        "quarantine_by_reason": reasons,
+        "bottlenecks": [
+            {"segment_key": k, "segment_value": v, "rank": r, "from_node": f, "to_node": t, "journeys": j,
+             "median_wait_seconds": m, "time_lost_seconds": tl}
+            for k, v, r, f, t, j, m, tl in bottlenecks
+        ],
+        "drop_offs": [
+            {"segment_key": k, "segment_value": v, "rank": r, "node": n, "journeys": j, "drop_offs": d, "drop_off_rate": rate}
+            for k, v, r, n, j, d, rate in drops
+        ],
+    }
+
+
+def _record_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: Config, started: datetime) -> None:
+    con.execute(
+        "insert into meta.runs (run_id, command, started_at, status, config_path, config_hash, package_version) "
+        "values (?, ?, ?, 'running', ?, ?, ?)",
+        [run_id, command, started, str(config.path), config.hash, __version__],
+    )
+
+
+def _record_end(con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, error: str | None = None) -> None:
+    con.execute(
+        "update meta.runs set finished_at = ?, status = ?, counts = ?, error = ?, "
+        "as_of = try_cast(json_extract_string(?, '$.build.as_of') as timestamptz) where run_id = ?",
+        [datetime.now(timezone.utc), status, json.dumps(counts), error, json.dumps(counts), run_id],
+    )
+
+
+def _carry_history(con: duckdb.DuckDBPyConnection, previous: Path) -> None:
+    """Copy meta.runs and meta.ingest_files of the published warehouse into the new one."""
+    if not previous.exists():
+        return
+    con.execute("attach ? as previous (read_only)", [str(previous)])
+    try:
+        for table in ("runs", "ingest_files"):
+            exists = con.execute(
+                "select count(*) from duckdb_tables() where database_name = 'previous' and schema_name = 'meta' and table_name = ?",
+                [table],
+            ).fetchall()[0][0]
+            if exists:
+                con.execute(f"insert into meta.{table} by name select * from previous.meta.{table}")
+    finally:
+        con.execute("detach previous")
+
+
+def _clear_leftovers(build_dir: Path) -> None:
+    """Remove temporary folders of runs that were killed before publishing."""
+    for leftover in build_dir.glob(".run-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_dir(new: Path, final: Path, trash: Path) -> None:
+    if final.exists():
+        final.rename(trash)
+    new.rename(final)
+
+
+def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
+    """Everything for a config, published atomically. Raises on failure (outputs untouched)."""
+    run_id = new_run_id()
+    started = datetime.now(timezone.utc)
+    final_db = config.warehouse
+    build_dir = final_db.parent
+    build_dir.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(build_dir)
+    tmp = build_dir / f".run-{run_id}"
+    tmp.mkdir()
+    counts: dict = {}
+    try:
+        con = warehouse.connect(tmp / final_db.name)
+        try:
+            _carry_history(con, final_db)
+            _record_start(con, run_id, "run", config, started)
+            _say(progress, "ingest (duckdb)")
+            counts["ingest"] = ingest_step(con, config, run_id, progress)
+            counts["build"] = build_step(con, config, tmp / "graph", as_of, progress)
+            _say(progress, "export (parquet)")
+            counts["export"] = export_step(con, tmp / "export", run_id)
+            summary = summarize(con)
+            _record_end(con, run_id, "succeeded", counts)
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        _say(progress, "publish")
+        os.replace(tmp / final_db.name, final_db)
+        _swap_dir(tmp / "export", config.export_dir, tmp / "old-export")
+        _swap_dir(tmp / "graph", config.graph_dir, tmp / "old-graph")
+    except BaseException as e:
+        _record_failure(final_db, run_id, config, started, counts, e)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
+
+
+def _record_failure(final_db: Path, run_id: str, config: Config, started: datetime, counts: dict, error: BaseException) -> None:
+    """Append the failed run to meta.runs of the published warehouse (its data stays as it was)."""
+    if not final_db.exists():
+        return
+    try:
+        con = duckdb.connect(str(final_db))
+        try:
+            _record_start(con, run_id, "run", config, started)
+            _record_end(con, run_id, "failed", counts, f"{type(error).__name__}: {error}")
+        finally:
+            con.close()
+    except Exception:  # the warehouse may be locked by a reader; the error is still raised to the caller
+        log.warning("could not record the failed run in %s", final_db)
+
+
+def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
+    """One step (ingest, build or export) on the published warehouse, in one transaction."""
+    run_id = new_run_id()
+    started = datetime.now(timezone.utc)
+    config.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = warehouse.connect(config.warehouse)
+    counts: dict = {}
+    try:
+        _record_start(con, run_id, step, config, started)
+        con.execute("begin transaction")
+        try:
+            if step == "ingest":
+                counts["ingest"] = ingest_step(con, config, run_id, progress)
+            elif step == "build":
+                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress)
+            elif step == "export":
+                tmp = config.export_dir.parent / f".run-{run_id}"
+                try:
+                    counts["export"] = export_step(con, tmp / "export", run_id)
+                    _swap_dir(tmp / "export", config.export_dir, tmp / "old-export")
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                raise ValueError(f"unknown step {step!r}")
+            con.execute("commit")
+        except BaseException as e:
+            con.execute("rollback")
+            _record_end(con, run_id, "failed", counts, f"{type(e).__name__}: {e}")
+            raise
+        _record_end(con, run_id, "succeeded", counts)
+        summary = summarize(con) if step == "build" else {}
+    finally:
+        con.close()
+    return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)

@@ -1,0 +1,50 @@
+"""The DuckDB warehouse: where the SQL files live, and running them.
+
+Every table's SQL is a file in sql/ (one object a file, named for the table);
+the pipeline runs these same files, so what analysts read is what runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+SCHEMAS = ("staging", "core", "marts", "meta")
+DDL = (
+    "meta/schemas.sql",
+    "staging/events.sql",
+    "staging/quarantine.sql",
+    "meta/runs.sql",
+    "meta/ingest_files.sql",
+    "meta/settings.sql",
+    "meta/funnel_stages.sql",
+    "meta/segment_keys.sql",
+)
+CORE = ("core/steps.sql", "core/sessions.sql", "core/journeys.sql", "core/customer_segments.sql", "core/visits.sql", "core/moves.sql")
+MARTS = ("marts/transitions.sql", "marts/stage_stats.sql", "marts/funnel.sql", "marts/bottlenecks.sql", "marts/drop_offs.sql")
+
+
+def sql_dir() -> Path:
+    """sql/ of the checkout, or the copy packaged inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "sql", here / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the sql/ folder of journeys is missing from this installation")
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute((sql_dir() / name).read_text())
+
+
+def connect(path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; creates it (with every schema and staging/meta table) when writable."""
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    if memory_limit:
+        con.execute("set memory_limit = ?", [memory_limit])
+    if not read_only:
+        for name in DDL:
+            run_sql_file(con, name)
+    return con

@@ -1,0 +1,14 @@
+-- core.journeys: one row per journey. Grain: journey_id. Reads _build_journeys.
+-- status: converted (reached the goal stage), dropped (no goal, last event more than
+-- the journey timeout before the as-of time), open (still within the timeout).
+create or replace table core.journeys as
+select
+    'j_' || substr(md5(j.journey_key), 1, 16) as journey_id,
+    j.customer_id,
+    j.started_at,
+    j.ended_at,
+    j.status,
+    j.sessions,
+    j.events,
+    j.converted_at
+from _build_journeys as j;
