@@ -187,13 +187,11 @@ def validate(config_path: str, as_json: bool) -> None:
     Example:
         journeys validate -c data/sample/journeys.toml
     """
-    from pipeline.ingest import check_source_columns
+    from pipeline.ingest import validate_inputs
 
     config = _load(config_path)
     try:
-        for source in config.sources:
-            for path in source.files:
-                check_source_columns(source, path)
+        validate_inputs(config)
     except ConfigError as e:
         raise ConfigProblem(str(e)) from None
     info = {"config": str(config.path), "sources": {s.name: len(s.files) for s in config.sources}, "rules": len(config.rules)}

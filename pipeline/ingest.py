@@ -340,9 +340,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progre
     file; rows_read = loaded + duplicates + quarantined holds for each.
     """
     con.execute("set TimeZone = 'UTC'")
-    for source in config.sources:
-        for path in source.files:
-            check_source_columns(source, path)
+    validate_inputs(config)
     con.execute("delete from staging.events; delete from staging.quarantine")
     counts: list[FileCount] = []
     for source in config.sources:
@@ -419,12 +417,10 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progre
     return counts
 
 
-def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
-    """staging.customers from the customers file, and core.customer_segments (long form)."""
-    con.execute("drop table if exists staging.customers")
+def check_customer_columns(config: Config) -> None:
+    """Stop with a ConfigError when the customers file lacks its id or a segment column."""
     c = config.customers
     if c is None:
-        con.execute("create table staging.customers (customer_id varchar)")
         return
     header = csv_header(c.path, c.delimiter)
     missing = [name for name in (c.customer_id, *c.segments) if name not in header]
@@ -433,6 +429,25 @@ def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
             f"{c.path}, line 1: customers file lacks column(s) {', '.join(repr(m) for m in missing)} "
             f"(it has: {', '.join(header)}). Fix: correct [customers] customer_id / segments in the config"
         )
+
+
+def validate_inputs(config: Config) -> None:
+    """Every check of the inputs that can be made before reading rows; raises ConfigError."""
+    for source in config.sources:
+        for path in source.files:
+            check_source_columns(source, path)
+    check_customer_columns(config)
+
+
+def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """staging.customers from the customers file (customer id and segment columns, as text)."""
+    con.execute("drop table if exists staging.customers")
+    c = config.customers
+    if c is None:
+        con.execute("create table staging.customers (customer_id varchar)")
+        return
+    check_customer_columns(config)
+    header = csv_header(c.path, c.delimiter)
     index = {name: j for j, name in enumerate(header)}
     positional = {f"h{j}": "VARCHAR" for j in range(len(header))}
     seg_cols = ", ".join(f"nullif(trim(h{index[s]}), '') as {quote_ident(s)}" for s in c.segments)

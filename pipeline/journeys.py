@@ -124,11 +124,10 @@ def _cut_long_sessions(df: pl.DataFrame, max_length: float) -> pl.DataFrame:
     no session is too long; each pass is vectorised (the loop is over passes, and
     there are as many as the most cuts any one session needs)."""
     while True:
-        session_no = pl.col("_new_session").cum_sum()
-        elapsed = _seconds("ts") - _seconds("ts").min().over(session_no)
-        too_long = elapsed > max_length
-        first_too_long = too_long & ~(too_long.shift(1).over(session_no).fill_null(False))
-        cut = df.select(first_too_long.alias("cut")).to_series()
+        numbered = df.with_columns(_s=pl.col("_new_session").cum_sum())
+        too_long = (_seconds("ts") - _seconds("ts").min().over("_s")) > max_length
+        first_too_long = too_long & ~too_long.shift(1).over("_s").fill_null(False)
+        cut = numbered.select(first_too_long.alias("cut")).to_series()
         if not cut.any():
             return df
         df = df.with_columns(_new_session=pl.col("_new_session") | cut)

@@ -78,9 +78,11 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     as_of = resolve_as_of(con, config, as_of)
     _say(progress, "sessionize and label (polars)")
     core = build_journeys(marts.read_events(con), BuildSettings.from_config(config), as_of)
-    marts.write_settings(con, config, as_of)
+    segment_keys = config.customers.segments if config.customers else ()
+    marts.write_settings(con, config.level, config.goal_stage, as_of, config.stage_order, segment_keys)
     _say(progress, "core tables")
-    marts.write_core(con, core, config)
+    sql, params = ingest.customers_segment_sql(config)
+    marts.write_core(con, core, con.sql(sql, params=params).pl())
     _say(progress, "marts (sql/)")
     marts.build_marts(con)
     _say(progress, "graph (networkx)")
@@ -176,6 +178,7 @@ def _swap_dir(new: Path, final: Path, trash: Path) -> None:
 
 def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
     """Everything for a config, published atomically. Raises on failure (outputs untouched)."""
+    ingest.validate_inputs(config)  # before any output folder is made
     run_id = new_run_id()
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
@@ -229,6 +232,8 @@ def _record_failure(final_db: Path, run_id: str, config: Config, started: dateti
 
 def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
     """One step (ingest, build or export) on the published warehouse, in one transaction."""
+    if step == "ingest":
+        ingest.validate_inputs(config)
     run_id = new_run_id()
     started = datetime.now(timezone.utc)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
