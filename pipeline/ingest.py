@@ -93,7 +93,8 @@ def _raw_columns(n: int) -> str:
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
     cols = source.columns()
-    extracts = ", ".join(f"case when ok then json_extract_string(raw_line, ?) end as c{i}" for i in range(len(cols)))
+    # malformed lines read as '{}' so the extraction never sees invalid JSON
+    extracts = ", ".join(f"json_extract_string(case when ok then raw_line else '{{}}' end, ?) as c{i}" for i in range(len(cols)))
     paths = ['$."' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in cols]
     con.execute(
         f"""
@@ -106,7 +107,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> No
         ),
         checked as (
             select source_row, raw_line,
-                   coalesce(json_valid(raw_line) and json_type(raw_line) = 'OBJECT', false) as ok
+                   case when json_valid(raw_line) then json_type(raw_line) = 'OBJECT' else false end as ok
             from lines
             where raw_line is not null and trim(raw_line) <> ''
         )

@@ -15,7 +15,6 @@ deterministic across reruns and engines.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import re
 from datetime import datetime
 from typing import Iterable
@@ -133,16 +132,22 @@ def _cut_long_sessions(df: pl.DataFrame, max_length: float) -> pl.DataFrame:
         df = df.with_columns(_new_session=pl.col("_new_session") | cut)
 
 
+def glob_to_regex(pattern: str) -> str:
+    """A glob with * (any run) and ? (one character), anchored, as a regular expression."""
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
+    return "^" + "".join(parts) + "$"
+
+
 def _rule_condition(rule: StageRule) -> pl.Expr:
     cond = pl.lit(True)
     if rule.channel:
         cond = cond & pl.col("channel").is_in(list(rule.channel))
     if rule.event_type:
-        exact = [e for e in rule.event_type if not any(ch in e for ch in "*?[")]
+        exact = [e for e in rule.event_type if not any(ch in e for ch in "*?")]
         globs = [e for e in rule.event_type if e not in exact]
         match = pl.col("event_type").is_in(exact) if exact else pl.lit(False)
         for g in globs:
-            match = match | pl.col("event_type").str.contains(fnmatch.translate(g))
+            match = match | pl.col("event_type").str.contains(glob_to_regex(g))
         cond = cond & match
     for key, values in rule.properties:
         cond = cond & pl.col("properties").str.json_path_match(f"$.{key}").is_in(list(values)).fill_null(False)
