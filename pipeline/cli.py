@@ -262,17 +262,10 @@ def sample(customers: int, seed: int, out_dir: str) -> None:
     click.echo(f"wrote {sum(f['rows'] for f in truth['files'].values())} rows in {len(truth['files'])} files to {out_dir}")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 def format_summary(result, config) -> str:
     """The human summary `journeys run` ends with."""
+    from pipeline.report import format_findings
+
     ing, bld, s = result.counts["ingest"], result.counts["build"], result.summary
     lines = [
         f"run {result.run_id}: {result.status}",
@@ -280,24 +273,44 @@ def format_summary(result, config) -> str:
         + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
+        f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting): all hold",
         f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML)",
         "",
-        "top bottlenecks (time lost = journeys x median wait) and drop-offs, per segment:",
+        *format_findings(s),
+        "",
+        "more: journeys report -c CONFIG --journeys (the journeys behind each number), journeys sql -c CONFIG \"select ...\"",
     ]
-    drops: dict = {}
-    for d in s["drop_offs"]:
-        drops.setdefault((d["segment_key"], d["segment_value"]), []).append(f"{d['node']} {d['drop_offs']} ({d['drop_off_rate']:.0%})")
-    seen = []
-    for b in s["bottlenecks"]:
-        key = (b["segment_key"], b["segment_value"])
-        if key not in seen:
-            seen.append(key)
-    for key in seen:
-        edges = [b for b in s["bottlenecks"] if (b["segment_key"], b["segment_value"]) == key]
-        lines.append(f"  {key[0]}={key[1]}")
-        lines.append("    waits: " + "; ".join(f"{b['from_node']} -> {b['to_node']} {b['journeys']} journeys x {_duration(b['median_wait_seconds'])}" for b in edges))
-        lines.append("    drop-offs: " + ("; ".join(drops.get(key, [])) or "none"))
     return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--config", "-c", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="FILE",
+              type=click.Path(dir_okay=False), help="The config whose warehouse to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="How many bottlenecks and drop-offs per segment.")
+@click.option("--journeys", "show_journeys", is_flag=True, help="List example journey ids behind each number.")
+def report(config_path: str, as_json: bool, top: int, show_journeys: bool) -> None:
+    """Print the findings of the last run: per segment, the top bottlenecks and
+    drop-offs with their numbers and the journeys behind them (read-only).
+
+    \b
+    Example:
+        journeys report -c data/sample/journeys.toml --top 5 --journeys
+        journeys report -c data/sample/journeys.toml --json | jq '.drop_offs[0]'
+    """
+    import duckdb
+
+    from pipeline.report import format_findings, summarize
+
+    path = _load(config_path, check_files=False).warehouse
+    if not path.exists():
+        raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        found = summarize(con, top=top)
+    finally:
+        con.close()
+    click.echo(json.dumps(found, indent=2, default=str) if as_json else "\n".join(format_findings(found, show_journeys)))
 
 
 def main() -> None:

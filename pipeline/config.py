@@ -119,6 +119,15 @@ class Config:
     graph_dir: Path
     min_timestamp: datetime
     max_future: int
+    funnel_stages: tuple[str, ...] = ()
+    funnel_mode: str = "strict"  # strict: in order; any: in any order
+    funnel_window: int | None = None  # seconds from the first funnel stage; None = the whole journey
+    min_journeys: int = 30  # comparison cells with fewer journeys are suppressed
+    alpha: float = 0.05  # significance level after Benjamini-Hochberg
+    contact_channels: tuple[str, ...] = ("call_center",)
+    contact_window: int = 7 * 86400
+    top_edges: int | None = None  # readable graph: keep the top N out-edges per node, fold the rest
+    min_transitions: int = 0  # readable graph: fold edges with fewer transitions
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -203,6 +212,15 @@ def _duration(r: _Reader, table: dict, key: str, default: Any, where: str, secti
         ) from None
 
 
+def _int(r: _Reader, table: dict, key: str, default: int | None, section: str, minimum: int) -> int | None:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise r.fail(f"{section}.{key}", f"{value!r} is not a whole number >= {minimum}", f"write e.g. {key} = {max(minimum, 10)}", section)
+    return value
+
+
 def _strs(r: _Reader, value: Any, key: str, section: str | None) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -242,7 +260,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -343,10 +361,40 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         )
 
     graph = raw.get("graph", {})
-    r.check_keys(graph, {"level"}, "graph", "graph")
+    r.check_keys(graph, {"level", "top_edges", "min_transitions"}, "graph", "graph")
     level = str(graph.get("level", "stage"))
     if level not in schema.LEVELS:
         raise r.fail("graph.level", f"'{level}' is not a graph level", f"use one of: {', '.join(schema.LEVELS)}", "graph")
+    top_edges = _int(r, graph, "top_edges", None, "graph", minimum=1)
+    min_transitions = _int(r, graph, "min_transitions", 0, "graph", minimum=0)
+
+    funnel = raw.get("funnel", {})
+    r.check_keys(funnel, {"stages", "mode", "window"}, "funnel", "funnel")
+    funnel_stages = _strs(r, funnel["stages"], "funnel.stages", "funnel") if "stages" in funnel else order
+    for st in funnel_stages:
+        if st not in order:
+            raise r.fail("funnel.stages", f"'{st}' is not in stages.order", f"use stages of: {', '.join(order)}", "funnel")
+    funnel_mode = str(funnel.get("mode", "strict"))
+    if funnel_mode not in ("strict", "any"):
+        raise r.fail("funnel.mode", f"'{funnel_mode}' is not a funnel mode", 'use "strict" (stages in order) or "any" (in any order)', "funnel")
+    funnel_window = _duration(r, funnel, "window", "none", "funnel", "funnel")
+
+    comparison = raw.get("comparison", {})
+    r.check_keys(comparison, {"min_journeys", "alpha"}, "comparison", "comparison")
+    min_journeys = _int(r, comparison, "min_journeys", 30, "comparison", minimum=1)
+    alpha = comparison.get("alpha", 0.05)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < 1:
+        raise r.fail("comparison.alpha", f"{alpha!r} is not a level between 0 and 1", "write e.g. alpha = 0.05", "comparison")
+
+    contacts = raw.get("repeat_contacts", {})
+    r.check_keys(contacts, {"channels", "window"}, "repeat_contacts", "repeat_contacts")
+    contact_channels = _strs(r, contacts["channels"], "repeat_contacts.channels", "repeat_contacts") if "channels" in contacts else tuple(c for c in ("call_center",) if c in channels)
+    for ch in contact_channels:
+        if ch not in channels:
+            raise r.fail("repeat_contacts.channels", f"'{ch}' is not a configured channel", f"use one of: {', '.join(channels)}", "repeat_contacts")
+    contact_window = _duration(r, contacts, "window", "7d", "repeat_contacts", "repeat_contacts")
+    if contact_window is None:
+        raise r.fail("repeat_contacts.window", "must be a duration", 'write e.g. window = "7d"', "repeat_contacts")
 
     return Config(
         path=path.resolve(),
@@ -368,6 +416,15 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         graph_dir=graph_dir,
         min_timestamp=min_ts,
         max_future=max_future,
+        funnel_stages=funnel_stages,
+        funnel_mode=funnel_mode,
+        funnel_window=funnel_window,
+        min_journeys=min_journeys,
+        alpha=float(alpha),
+        contact_channels=contact_channels,
+        contact_window=contact_window,
+        top_edges=top_edges,
+        min_transitions=min_transitions,
         text=text,
     )
 

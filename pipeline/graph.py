@@ -19,10 +19,6 @@ EDGE_ATTRS = ("transitions", "journeys", "customers", "probability", "wait_p50_s
 NODE_ATTRS = ("journeys", "visits", "exits", "drop_offs", "drop_off_rate", "dwell_p50_seconds", "dwell_p90_seconds", "repeats")
 
 
-class ConservationError(RuntimeError):
-    """The marts break a flow law; the run must fail and publish nothing."""
-
-
 def segment_graphs(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], nx.DiGraph]:
     """One DiGraph per (segment_key, segment_value) from marts.transitions and marts.stage_stats."""
     edges = con.sql("select * from marts.transitions").pl()
@@ -48,25 +44,42 @@ def segment_graphs(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], nx.D
     return graphs
 
 
-def check_conservation(graphs: dict[tuple[str, str], nx.DiGraph], journeys_by_segment: dict[tuple[str, str], dict[str, int]]) -> None:
-    """Every real node: transitions in = transitions out (self-loops count both ways);
-    START out = journeys; each terminal's inflow = journeys with that status."""
-    for (key, value), g in graphs.items():
-        by_status = journeys_by_segment.get((key, value), {})
-        total = sum(by_status.values())
-        start_out = g.out_degree(schema.START, weight="transitions") if schema.START in g else 0
-        if start_out != total:
-            raise ConservationError(f"segment {key}={value}: START sends {start_out} journeys but the segment has {total}")
-        for status, terminal in zip(schema.STATUSES, schema.TERMINALS):
-            inflow = g.in_degree(terminal, weight="transitions") if terminal in g else 0
-            if inflow != by_status.get(status, 0):
-                raise ConservationError(f"segment {key}={value}: {terminal} receives {inflow} journeys but {by_status.get(status, 0)} are {status}")
-        for node in g:
-            if node == schema.START or node in schema.TERMINALS:
-                continue
-            i, o = g.in_degree(node, weight="transitions"), g.out_degree(node, weight="transitions")
-            if i != o:
-                raise ConservationError(f"segment {key}={value}: node {node} has {i} transitions in but {o} out")
+OTHER = "OTHER"
+
+
+def fold_edges(g: nx.DiGraph, top_edges: int | None = None, min_transitions: int = 0) -> nx.DiGraph:
+    """A readable copy of a segment graph: per node, keep its `top_edges` out-edges with
+    the most journeys (and only edges with at least `min_transitions`); every other edge
+    X -> Y is routed through one explicit node OTHER as X -> OTHER and OTHER -> Y, with
+    the transitions it carried. So every node keeps its totals in and out, OTHER is
+    balanced too, and nothing is silently dropped. Folded edges carry `folded_edges`."""
+    if top_edges is None and min_transitions <= 0:
+        return g.copy()
+    keep: set[tuple[str, str]] = set()
+    for node in g:
+        out = sorted(g.out_edges(node, data=True), key=lambda e: (-e[2].get("journeys", 0), -e[2].get("transitions", 0), e[1]))
+        kept = [e for e in out if e[2].get("transitions", 0) >= min_transitions]
+        keep.update((f, t) for f, t, _ in (kept[:top_edges] if top_edges is not None else kept))
+    h = nx.DiGraph(**g.graph)
+    h.add_nodes_from(g.nodes(data=True))
+    for f, t, data in g.edges(data=True):
+        if (f, t) in keep:
+            h.add_edge(f, t, **data)
+            continue
+        n = data.get("transitions", 0)
+        for a, b in ((f, OTHER), (OTHER, t)):
+            if h.has_edge(a, b):
+                h[a][b]["transitions"] += n
+                h[a][b]["folded_edges"] += 1
+            else:
+                h.add_edge(a, b, transitions=n, folded_edges=1)
+    if OTHER in h:
+        h.nodes[OTHER]["kind"] = "other"
+    for node in h:
+        total = h.out_degree(node, weight="transitions")
+        for _, _, data in h.out_edges(node, data=True):
+            data["probability"] = data["transitions"] / total if total else 0.0
+    return h
 
 
 def likely_paths(graphs: dict[tuple[str, str], nx.DiGraph]) -> pl.DataFrame:
@@ -107,20 +120,14 @@ def write_graphml(graphs: dict[tuple[str, str], nx.DiGraph], out_dir: Path) -> l
     return paths
 
 
-def analyse(con: duckdb.DuckDBPyConnection, graph_dir: Path) -> dict:
-    """Check the flow laws, write marts.likely_paths and the GraphML files."""
+def analyse(con: duckdb.DuckDBPyConnection, graph_dir: Path, top_edges: int | None = None, min_transitions: int = 0) -> dict:
+    """Write marts.likely_paths (from the full graphs) and one GraphML file per segment
+    (folded for readability when top_edges or min_transitions is set)."""
     graphs = segment_graphs(con)
-    counts = con.execute(
-        "select s.segment_key, s.segment_value, j.status, count(*) from core.journeys j "
-        "join core.customer_segments s using (customer_id) group by all"
-    ).fetchall()
-    by_segment: dict[tuple[str, str], dict[str, int]] = {}
-    for key, value, status, n in counts:
-        by_segment.setdefault((key, value), {})[status] = n
-    check_conservation(graphs, by_segment)
     paths = likely_paths(graphs)
     con.register("_likely_paths", paths.to_arrow())
     con.execute("create or replace table marts.likely_paths as select * from _likely_paths")
     con.unregister("_likely_paths")
-    files = write_graphml(graphs, graph_dir)
+    readable = {k: fold_edges(g, top_edges, min_transitions) for k, g in graphs.items()}
+    files = write_graphml(readable, graph_dir)
     return {"segments": len(graphs), "graphml_files": len(files)}

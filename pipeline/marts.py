@@ -7,6 +7,7 @@ so the SQL files stay static.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Sequence
 
@@ -14,29 +15,61 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipeline import warehouse
+from pipeline import schema, stats, warehouse
 from pipeline.journeys import CoreTables
 
 SEGMENTS_LONG_SCHEMA = {"customer_id": pl.String, "segment_key": pl.String, "segment_value": pl.String}
 
 
-def write_settings(
-    con: duckdb.DuckDBPyConnection,
-    level: str,
-    goal_stage: str,
-    as_of: datetime,
-    stage_order: Sequence[str],
-    segment_keys: Sequence[str],
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class MartSettings:
+    """The config values the SQL models read (written to meta.settings and friends)."""
+
+    level: str = "stage"
+    goal_stage: str = "purchase"
+    funnel_stages: Sequence[str] = schema.DEFAULT_STAGES
+    funnel_mode: str = "strict"
+    funnel_window: int | None = None
+    segment_keys: Sequence[str] = ()
+    min_journeys: int = 30
+    alpha: float = 0.05
+    contact_channels: Sequence[str] = ("call_center",)
+    contact_window: int = 7 * 86400
+
+    @classmethod
+    def from_config(cls, config) -> "MartSettings":
+        return cls(
+            level=config.level,
+            goal_stage=config.goal_stage,
+            funnel_stages=config.funnel_stages or config.stage_order,
+            funnel_mode=config.funnel_mode,
+            funnel_window=config.funnel_window,
+            segment_keys=config.customers.segments if config.customers else (),
+            min_journeys=config.min_journeys,
+            alpha=config.alpha,
+            contact_channels=config.contact_channels,
+            contact_window=config.contact_window,
+        )
+
+
+def write_settings(con: duckdb.DuckDBPyConnection, settings: MartSettings, as_of: datetime) -> None:
     """meta.settings, meta.funnel_stages and meta.segment_keys: what the SQL models read."""
     con.execute("delete from meta.settings; delete from meta.funnel_stages; delete from meta.segment_keys")
-    con.executemany(
-        "insert into meta.settings values (?, ?)",
-        [["level", level], ["goal_stage", goal_stage], ["as_of", as_of.isoformat()]],
-    )
-    con.executemany("insert into meta.funnel_stages values (?, ?)", [[i + 1, s] for i, s in enumerate(stage_order)])
-    if segment_keys:
-        con.executemany("insert into meta.segment_keys values (?)", [[s] for s in segment_keys])
+    values = {
+        "level": settings.level,
+        "goal_stage": settings.goal_stage,
+        "as_of": as_of.isoformat(),
+        "funnel_mode": settings.funnel_mode,
+        "funnel_window_seconds": None if settings.funnel_window is None else str(settings.funnel_window),
+        "min_journeys": str(settings.min_journeys),
+        "alpha": str(settings.alpha),
+        "contact_channels": "[" + ", ".join(settings.contact_channels) + "]",
+        "contact_window_seconds": str(settings.contact_window),
+    }
+    con.executemany("insert into meta.settings values (?, ?)", [[k, v] for k, v in values.items()])
+    con.executemany("insert into meta.funnel_stages values (?, ?)", [[i + 1, s] for i, s in enumerate(settings.funnel_stages)])
+    if settings.segment_keys:
+        con.executemany("insert into meta.segment_keys values (?)", [[s] for s in settings.segment_keys])
 
 
 def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables, segments_long: pa.Table | pl.DataFrame | None = None) -> None:
@@ -66,8 +99,29 @@ def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables, segments_long: 
 
 
 def build_marts(con: duckdb.DuckDBPyConnection) -> None:
+    """Every mart of sql/marts, then the p-values of marts.segment_comparison."""
     for name in warehouse.MARTS:
         warehouse.run_sql_file(con, name)
+    stats.add_p_values(con)
+
+
+class LawError(RuntimeError):
+    """The marts break a flow law (sql/checks/): the run fails and publishes nothing."""
+
+
+def check_laws(con: duckdb.DuckDBPyConnection) -> int:
+    """Run every check in sql/checks/ (each returns the rows breaking its law); raise
+    LawError naming the law, segment, node and numbers of the first breaks. Returns
+    the number of laws checked."""
+    checks = sorted((warehouse.sql_dir() / "checks").glob("*.sql"))
+    broken = []
+    for path in checks:
+        broken += con.execute(path.read_text()).fetchall()
+    if broken:
+        lines = [f"{law}: segment {segment}, node {node}: {numbers}" for law, segment, node, numbers in broken[:10]]
+        more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""
+        raise LawError("the marts break a flow law" + more + ":\n  " + "\n  ".join(lines))
+    return len(checks)
 
 
 def read_events(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -24,6 +24,7 @@ from typing import Callable
 import duckdb
 
 from pipeline import __version__, export, graph, ingest, marts, warehouse
+from pipeline.report import summarize
 from pipeline.config import Config
 from pipeline.journeys import BuildSettings, build_journeys
 
@@ -78,15 +79,15 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     as_of = resolve_as_of(con, config, as_of)
     _say(progress, "sessionize and label (polars)")
     core = build_journeys(marts.read_events(con), BuildSettings.from_config(config), as_of)
-    segment_keys = config.customers.segments if config.customers else ()
-    marts.write_settings(con, config.level, config.goal_stage, as_of, config.stage_order, segment_keys)
+    marts.write_settings(con, marts.MartSettings.from_config(config), as_of)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
     marts.write_core(con, core, con.sql(sql, params=params).pl())
     _say(progress, "marts (sql/)")
     marts.build_marts(con)
+    laws = marts.check_laws(con)
     _say(progress, "graph (networkx)")
-    info = graph.analyse(con, graph_dir)
+    info = graph.analyse(con, graph_dir, config.top_edges, config.min_transitions)
     statuses = dict(con.execute("select status, count(*) from core.journeys group by status").fetchall())
     return {
         "as_of": as_of.isoformat(),
@@ -94,6 +95,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
         "sessions": core.sessions.height,
         "journeys": core.journeys.height,
         "journeys_by_status": {s: statuses.get(s, 0) for s in ("converted", "dropped", "open")},
+        "laws_checked": laws,
         "unlabelled_steps": int(con.execute("select count(*) from core.steps where stage = 'unlabelled'").fetchall()[0][0]),
         **info,
     }
@@ -102,33 +104,6 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
 def export_step(con: duckdb.DuckDBPyConnection, export_dir: Path, run_id: str) -> dict:
     manifest = export.export_tables(con, export_dir, run_id)
     return {"tables": len(manifest["tables"])}
-
-
-def summarize(con: duckdb.DuckDBPyConnection, top: int = 3) -> dict:
-    """Quarantine by reason, top bottleneck edges and drop-off stages per segment."""
-    reasons = dict(con.execute("select reason, count(*) from staging.quarantine group by reason order by reason").fetchall())
-    bottlenecks = con.execute(
-        "select segment_key, segment_value, rank, from_node, to_node, journeys, median_seconds, time_lost_seconds "
-        "from marts.bottlenecks where kind = 'edge' and rank <= ? order by segment_key <> 'all', segment_key, segment_value, rank",
-        [top],
-    ).fetchall()
-    drops = con.execute(
-        "select segment_key, segment_value, rank, node, journeys, drop_offs, drop_off_rate "
-        "from marts.drop_offs where rank <= ? and drop_offs > 0 order by segment_key <> 'all', segment_key, segment_value, rank",
-        [top],
-    ).fetchall()
-    return {
-        "quarantine_by_reason": reasons,
-        "bottlenecks": [
-            {"segment_key": k, "segment_value": v, "rank": r, "from_node": f, "to_node": t, "journeys": j,
-             "median_wait_seconds": m, "time_lost_seconds": tl}
-            for k, v, r, f, t, j, m, tl in bottlenecks
-        ],
-        "drop_offs": [
-            {"segment_key": k, "segment_value": v, "rank": r, "node": n, "journeys": j, "drop_offs": d, "drop_off_rate": rate}
-            for k, v, r, n, j, d, rate in drops
-        ],
-    }
 
 
 def _record_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: Config, started: datetime) -> None:

@@ -22,7 +22,18 @@ DDL = (
     "meta/segment_keys.sql",
 )
 CORE = ("core/steps.sql", "core/sessions.sql", "core/journeys.sql", "core/customer_segments.sql", "core/visits.sql", "core/moves.sql")
-MARTS = ("marts/transitions.sql", "marts/stage_stats.sql", "marts/funnel.sql", "marts/bottlenecks.sql", "marts/drop_offs.sql")
+MARTS = (
+    "marts/transitions.sql",
+    "marts/stage_stats.sql",
+    "marts/funnel.sql",
+    "marts/segment_summary.sql",
+    "marts/bottlenecks.sql",
+    "marts/drop_offs.sql",
+    "marts/bottleneck_journeys.sql",
+    "marts/drop_off_journeys.sql",
+    "marts/repeat_contacts.sql",
+    "marts/segment_comparison.sql",
+)
 
 
 def sql_dir() -> Path:

@@ -54,12 +54,17 @@ def marts_db(
     as_of: datetime,
     stage_order=schema.DEFAULT_STAGES,
     segments_long: pl.DataFrame | None = None,
+    **mart_options,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse with core and marts built from `events` by the real SQL files."""
+    """An in-memory warehouse with core and marts built from `events` by the real SQL files.
+    `mart_options` are further MartSettings fields (funnel_mode, funnel_window, min_journeys, ...)."""
     con = warehouse.connect(":memory:")
     core = build_journeys(events, settings, as_of)
     keys = sorted(set(segments_long["segment_key"])) if segments_long is not None and segments_long.height else []
-    marts.write_settings(con, settings.level, settings.goal_stage, as_of, stage_order, keys)
+    mart_settings = marts.MartSettings(
+        level=settings.level, goal_stage=settings.goal_stage, funnel_stages=tuple(stage_order), segment_keys=keys, **mart_options
+    )
+    marts.write_settings(con, mart_settings, as_of)
     marts.write_core(con, core, segments_long)
     marts.build_marts(con)
     return con

@@ -1,0 +1,23 @@
+-- marts.drop_off_journeys: the dropped journeys behind each of the top 10 drop-off nodes
+-- of every segment (marts.drop_offs): journeys whose last visit is the node.
+-- Grain: level, segment_key, segment_value, rank, journey_id.
+create or replace table marts.drop_off_journeys as
+with top as (
+    select * from marts.drop_offs where rank <= 10 and drop_offs > 0
+),
+last_visits as (
+    select journey_id, customer_id, arg_max(node, visit_index) as node, max(left_at) as ended_at
+    from core.visits
+    group by journey_id, customer_id
+),
+dropped as (
+    select l.*
+    from last_visits as l
+    join core.journeys as j using (journey_id)
+    where j.status = 'dropped'
+)
+select t.level, t.segment_key, t.segment_value, t.rank, t.node, d.journey_id, d.customer_id, d.ended_at
+from top as t
+join core.customer_segments as s on s.segment_key = t.segment_key and s.segment_value = t.segment_value
+join dropped as d on d.customer_id = s.customer_id and d.node = t.node
+order by t.level, t.segment_key, t.segment_value, t.rank, d.journey_id;

@@ -1,0 +1,71 @@
+-- marts.repeat_contacts: one row per segment and channel pair (from_channel -> a contact
+-- channel, repeat_contacts.channels in the config). A repeat contact is an event on a
+-- contact channel within repeat_contacts.window after the journey's latest earlier event
+-- on another channel (the touch that did not settle it). journeys_touched = journeys with
+-- any event on from_channel; journeys = those with at least one repeat contact from it;
+-- share = journeys / journeys_touched. Grain: segment_key, segment_value, from_channel, to_channel.
+create or replace table marts.repeat_contacts as
+with settings as (
+    select cast(max(value) filter (where key = 'contact_window_seconds') as double) as window_seconds
+    from meta.settings
+),
+contact_channels as (
+    select unnest(cast(max(value) filter (where key = 'contact_channels') as varchar[])) as channel
+    from meta.settings
+),
+steps as (
+    select journey_id, customer_id, step_index, ts, channel,
+           lag(channel) over w as previous_channel,
+           lag(ts) over w as previous_ts
+    from core.steps
+    window w as (partition by journey_id order by step_index)
+),
+runs as (
+    select *,
+           sum(case when channel is distinct from previous_channel then 1 else 0 end)
+               over (partition by journey_id order by step_index rows unbounded preceding) as run_no
+    from steps
+),
+with_touch as (
+    -- the latest earlier event on another channel = the event just before this channel run
+    select *,
+           max(case when channel is distinct from previous_channel then previous_ts end)
+               over (partition by journey_id, run_no) as touch_at,
+           max(case when channel is distinct from previous_channel then previous_channel end)
+               over (partition by journey_id, run_no) as touch_channel
+    from runs
+),
+contacts as (
+    select journey_id, customer_id, touch_channel as from_channel, channel as to_channel,
+           (epoch_us(ts) - epoch_us(touch_at)) / 1e6 as wait_seconds
+    from with_touch
+    where channel in (select channel from contact_channels)
+      and touch_at is not null
+      and (epoch_us(ts) - epoch_us(touch_at)) / 1e6 <= (select window_seconds from settings)
+),
+segments as (
+    select customer_id, segment_key, segment_value from core.customer_segments
+),
+touched as (
+    select s.segment_key, s.segment_value, st.channel as from_channel, count(distinct st.journey_id) as journeys_touched
+    from core.steps as st
+    join segments as s using (customer_id)
+    group by all
+),
+counted as (
+    select s.segment_key, s.segment_value, c.from_channel, c.to_channel,
+           count(distinct c.journey_id) as journeys,
+           count(*) as contacts,
+           quantile_cont(c.wait_seconds, 0.5) as wait_p50_seconds
+    from contacts as c
+    join segments as s using (customer_id)
+    group by all
+)
+select
+    c.segment_key, c.segment_value, c.from_channel, c.to_channel,
+    t.journeys_touched, c.journeys, c.contacts,
+    c.journeys / t.journeys_touched as share,
+    c.wait_p50_seconds
+from counted as c
+join touched as t using (segment_key, segment_value, from_channel)
+order by c.segment_key, c.segment_value, c.from_channel, c.to_channel;
