@@ -222,6 +222,13 @@ def sql(query: str, config_path: str, db_path: str | None, fmt: str, as_json: bo
         raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first, or pass --db")
     try:
         con = duckdb.connect(str(path), read_only=True)
+        allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+        for statement in con.extract_statements(query):
+            if statement.type not in allowed:
+                raise click.ClickException(
+                    f"journeys sql is read-only: only SELECT (and EXPLAIN) queries run here, not {statement.type.name}. "
+                    "Fix: query with SELECT; to write, open the warehouse with duckdb yourself"
+                )
         rel = con.sql(query)
         if rel is None:
             return

@@ -457,7 +457,9 @@ def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         create table staging.customers as
         select nullif(trim(h{index[c.customer_id]}), '') as customer_id{', ' + seg_cols if seg_cols else ''}
         from read_csv(?, columns = ?, header = true, delim = ?, auto_detect = false, quote = '"', escape = '"')
-        qualify row_number() over (partition by customer_id order by customer_id) = 1
+             with ordinality
+        where nullif(trim(h{index[c.customer_id]}), '') is not null
+        qualify row_number() over (partition by customer_id order by ordinality) = 1  -- first row in the file wins
         """,
         [c.path, positional, c.delimiter],
     )
