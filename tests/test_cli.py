@@ -177,6 +177,16 @@ def test_sql_refuses_writes(statement, project, journeys_env):
     assert not (db.parent / (db.name + ".wal")).exists()
 
 
+def test_sql_cannot_write_files(project, journeys_env, tmp_path):
+    """COPY ... TO (and other non-SELECT statements) are refused: journeys sql writes nothing anywhere."""
+    run_ok(project, journeys_env)
+    target = tmp_path / "leak.csv"
+    proc = journeys(["sql", "-c", str(project / "journeys.toml"), f"copy (select 1 as a) to '{target}'"], journeys_env, cwd=project)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "read-only" in proc.stderr and "COPY" in proc.stderr
+    assert not target.exists()
+
+
 def test_sql_without_warehouse_is_config_problem(project, journeys_env):
     """`journeys sql` before any run: exit 2, naming the missing warehouse, and creating nothing."""
     proc = journeys(["sql", "-c", str(project / "journeys.toml"), "select 1"], journeys_env, cwd=project)
