@@ -248,6 +248,43 @@ def sql(query: str, config_path: str, db_path: str | None, fmt: str, as_json: bo
 
 
 @cli.command()
+@click.option("--config", "-c", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="FILE",
+              type=click.Path(dir_okay=False), help="The config whose warehouse to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON on stdout.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many of the latest runs.")
+def runs(config_path: str, as_json: bool, limit: int) -> None:
+    """List the latest runs recorded in meta.runs (status, times, counts), newest first.
+
+    \b
+    Example:
+        journeys runs -c data/sample/journeys.toml
+        journeys runs -c data/sample/journeys.toml --json --limit 1
+    """
+    import duckdb
+
+    path = _load(config_path, check_files=False).warehouse
+    if not path.exists():
+        raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        df = con.sql(
+            "select run_id, command, status, started_at, finished_at, "
+            "round(epoch(finished_at) - epoch(started_at), 2) as seconds, as_of, config_hash, package_version, "
+            "cast(counts as varchar) as counts, error from meta.runs order by started_at desc limit $limit",
+            params={"limit": limit},
+        ).pl()
+    finally:
+        con.close()
+    if as_json:
+        click.echo(df.write_json())
+        return
+    import polars as pl
+
+    with pl.Config(tbl_rows=limit, tbl_cols=8, fmt_str_lengths=40, tbl_width_chars=160):
+        click.echo(str(df.select("run_id", "command", "status", "started_at", "seconds", "error")))
+
+
+@cli.command()
 @click.option("--customers", default=2000, show_default=True, type=click.IntRange(min=1), help="How many customers to simulate.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed: the same seed writes the same files.")
 @click.option("--out", "out_dir", default="data/sample", show_default=True, type=click.Path(file_okay=False), help="Folder to write the raw files into.")
@@ -321,4 +358,18 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool) -> No
 
 
 def main() -> None:
-    cli(prog_name="journeys")
+    """Entry point: an unexpected error is one line on stderr and exit 1 (the traceback with -v)."""
+    try:
+        cli(prog_name="journeys", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except Exception as e:  # a bug: say so plainly, keep the details for -v
+        logging.getLogger("journeys").info("internal error", exc_info=True)
+        click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with -v for the traceback, and please report it)", err=True)
+        sys.exit(1)
