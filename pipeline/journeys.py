@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable
 
 import polars as pl
@@ -59,7 +59,12 @@ class BuildSettings:
     def check(self) -> None:
         if self.level not in schema.LEVELS:
             raise BuildError(f"level '{self.level}' is unknown; use one of {', '.join(schema.LEVELS)}")
-        for name, v in [("inactivity_timeout", self.inactivity_timeout), ("max_length", self.max_length), ("journey_timeout", self.journey_timeout)]:
+        for name, v in [
+            ("inactivity_timeout", self.inactivity_timeout),
+            ("max_length", self.max_length),
+            ("journey_timeout", self.journey_timeout),
+            *((f"channel_timeouts.{ch}", t) for ch, t in self.channel_timeouts.items()),
+        ]:
             if v is not None and v <= 0:
                 raise BuildError(f"{name} must be positive seconds or None, got {v}")
         for rule in self.rules:
@@ -75,12 +80,9 @@ class CoreTables:
     journeys: pl.DataFrame
 
 
-def _seconds(col: str) -> pl.Expr:
-    return pl.col(col).dt.epoch("us").cast(pl.Float64) / 1e6
-
-
-def _limit(value: int | None) -> float:
-    return float("inf") if value is None else float(value)
+def _micros(value: int | None) -> float:
+    """A limit in seconds as microseconds (exact below 2**53), or infinity for None."""
+    return float("inf") if value is None else float(value) * 1_000_000
 
 
 def order_events(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -98,33 +100,34 @@ def split_sessions(events: pl.DataFrame, settings: BuildSettings) -> pl.DataFram
     the journey timeout.
     """
     new_customer = pl.col("customer_id") != pl.col("customer_id").shift(1)
-    gap = _seconds("ts") - _seconds("ts").shift(1)
-    timeouts = {ch: _limit(t) for ch, t in settings.channel_timeouts.items()}
-    timeout = pl.col("channel").replace_strict(timeouts, default=_limit(settings.inactivity_timeout), return_dtype=pl.Float64)
+    # whole microseconds, so a gap exactly at a timeout never rounds over it
+    gap = (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds().cast(pl.Float64)
+    timeouts = {ch: _micros(t) for ch, t in settings.channel_timeouts.items()}
+    timeout = pl.col("channel").replace_strict(timeouts, default=_micros(settings.inactivity_timeout), return_dtype=pl.Float64)
     df = events.with_columns(
         _first=new_customer.fill_null(True),
         _gap=gap,
     ).with_columns(
-        _new_journey=pl.col("_first") | (pl.col("_gap") > _limit(settings.journey_timeout)),
+        _new_journey=pl.col("_first") | (pl.col("_gap") > _micros(settings.journey_timeout)),
     ).with_columns(
         _new_session=pl.col("_new_journey") | (pl.col("_gap") > timeout),
     )
     if settings.max_length is not None:
-        df = _cut_long_sessions(df, float(settings.max_length))
+        df = _cut_long_sessions(df, _micros(settings.max_length))
     return df.with_columns(
         _journey_no=pl.col("_new_journey").cum_sum(),
         _session_no=pl.col("_new_session").cum_sum(),
     ).drop("_first", "_gap", "_new_journey", "_new_session")
 
 
-def _cut_long_sessions(df: pl.DataFrame, max_length: float) -> pl.DataFrame:
+def _cut_long_sessions(df: pl.DataFrame, max_length_us: float) -> pl.DataFrame:
     """Greedy maximum-length cut: each pass starts a new session at the first event
-    that is more than `max_length` after its session's start. Passes repeat until
-    no session is too long; each pass is vectorised (the loop is over passes, and
-    there are as many as the most cuts any one session needs)."""
+    that is more than the maximum length (microseconds) after its session's start.
+    Passes repeat until no session is too long; each pass is vectorised (the loop is
+    over passes, and there are as many as the most cuts any one session needs)."""
     while True:
         numbered = df.with_columns(_s=pl.col("_new_session").cum_sum())
-        too_long = (_seconds("ts") - _seconds("ts").min().over("_s")) > max_length
+        too_long = (pl.col("ts") - pl.col("ts").min().over("_s")).dt.total_microseconds() > max_length_us
         first_too_long = too_long & ~too_long.shift(1).over("_s").fill_null(False)
         cut = numbered.select(first_too_long.alias("cut")).to_series()
         if not cut.any():
@@ -190,6 +193,7 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
     journey without the goal is `dropped`.
     """
     settings.check()
+    as_of = as_of.astimezone(timezone.utc) if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
     lazy = events.lazy() if isinstance(events, pl.DataFrame) else events
     ordered = order_events(lazy.select(list(schema.EVENTS_SCHEMA))).collect()
     df = split_sessions(ordered, settings)
@@ -221,7 +225,7 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
     if settings.journey_timeout is None:
         lapsed = pl.lit(True)
     else:
-        lapsed = (pl.lit(as_of).dt.replace_time_zone(None).dt.replace_time_zone("UTC") - pl.col("ended_at")).dt.total_microseconds() > settings.journey_timeout * 1_000_000
+        lapsed = (pl.lit(as_of) - pl.col("ended_at")).dt.total_microseconds() > settings.journey_timeout * 1_000_000
     journeys = journeys.with_columns(
         status=pl.when(pl.col("converted_at").is_not_null())
         .then(pl.lit("converted"))
