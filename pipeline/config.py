@@ -296,6 +296,8 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         cpath = (base / c["path"]).resolve()
         if check_files and not cpath.is_file():
             raise r.fail("customers.path", f"file {cpath} not found", "correct the path (relative to the config file) or remove [customers]", "customers")
+        if len(str(c.get("delimiter", ","))) != 1:
+            raise r.fail("customers.delimiter", f"{c.get('delimiter')!r} is not one character", 'write e.g. delimiter = ";"', "customers")
         customers = Customers(
             path=str(cpath),
             customer_id=str(c.get("customer_id", "customer_id")),
@@ -350,6 +352,9 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
             if ch not in channels:
                 raise r.fail(f"{key}.channel", f"'{ch}' is not a configured channel", f"use one of: {', '.join(channels)}", "stages.rules")
         props = tuple((k, _strs(r, v, f"{key}.properties.{k}", "stages.rules")) for k, v in rule.get("properties", {}).items())
+        for k, _ in props:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", k):
+                raise r.fail(f"{key}.properties", f"property name '{k}' is not a simple name", "use the property's name as kept in [[sources]] properties (letters, digits, _)", "stages.rules")
         rules.append(
             StageRule(
                 id=rid,
@@ -454,7 +459,7 @@ def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], 
     if check_files and not files:
         raise r.fail(f"{key}.path", f"no file matches {pattern}", "correct the glob (relative to the config file) or remove the source", sec)
     channel = _column_value(r, s["channel"], f"{key}.channel", sec)
-    if channel.value is not None and channel.value not in channels:
+    if channel.value is not None and channel.value.lower() not in channels:
         raise r.fail(f"{key}.channel", f"'{channel.value}' is not in project.channels", f"use one of: {', '.join(channels)}, or add it to project.channels", sec)
     ts = s["timestamp"]
     if not isinstance(ts, dict) or "column" not in ts:

@@ -278,11 +278,10 @@ def _canonical_sql(source: Source, config: Config, params: Params) -> str:
     event_raw = _value_sql(source.event_type.column, source.event_type.value, cols, params)
     prefix = params.add(source.event_type.prefix)
     event_type = f"case when {_snake(event_raw)} is not null then cast({prefix} as varchar) || {_snake(event_raw)} end"
-    if source.event_id:
-        event_id_raw = _clean(f"r.c{cols.index(source.event_id)}")
-    else:
-        keys = source.natural_key or tuple(cols)
-        event_id_raw = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce(r.c{cols.index(k)}, '')" for k in keys) + "))"
+    keys = source.natural_key or tuple(cols)
+    hashed = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce(r.c{cols.index(k)}, '')" for k in keys) + "))"
+    # a row whose id cell is empty keeps a deterministic id from its content
+    event_id_raw = f"coalesce({_clean(f'r.c{cols.index(source.event_id)}')}, {hashed})" if source.event_id else hashed
     event_id = f"cast({params.add(source.name)} as varchar) || ':' || {event_id_raw}"
     entries = []
     for id_type, col in source.identifiers:

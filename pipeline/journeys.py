@@ -7,9 +7,9 @@ vectorised Polars expressions only, so it can run on one bucket of customers
 at a time, locally or inside a distributed engine.
 
 Identifiers are returned as keys (customer id and the first event id of the
-session or journey); the warehouse turns them into short hashed ids with the
-`journey_id` / `session_id` macros of sql/staging/macros.sql, so ids are
-deterministic across reruns and engines.
+session or journey); sql/core/steps.sql, sessions.sql and journeys.sql turn
+them into short md5-based ids, so ids are deterministic across reruns and
+engines.
 """
 
 from __future__ import annotations

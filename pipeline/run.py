@@ -151,6 +151,24 @@ def _swap_dir(new: Path, final: Path, trash: Path) -> None:
     new.rename(final)
 
 
+def _publish(tmp: Path, config: Config) -> None:
+    """Swap the new export and graph folders in, then the warehouse file last (one atomic
+    rename). If anything fails, the folders already swapped are put back, so the previous
+    outputs stay whole."""
+    done: list[tuple[Path, Path, Path]] = []
+    try:
+        for name, final in (("export", config.export_dir), ("graph", config.graph_dir)):
+            _swap_dir(tmp / name, final, tmp / f"old-{name}")
+            done.append((tmp / name, final, tmp / f"old-{name}"))
+        os.replace(tmp / config.warehouse.name, config.warehouse)
+    except BaseException:
+        for new, final, trash in reversed(done):
+            final.rename(new)
+            if trash.exists():
+                trash.rename(final)
+        raise
+
+
 def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
     """Everything for a config, published atomically. Raises on failure (outputs untouched)."""
     ingest.validate_inputs(config)  # before any output folder is made
@@ -158,7 +176,8 @@ def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progre
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
-    build_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (build_dir, config.export_dir.parent, config.graph_dir.parent):
+        folder.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(build_dir)
     tmp = build_dir / f".run-{run_id}"
     tmp.mkdir()
@@ -179,9 +198,7 @@ def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progre
         finally:
             con.close()
         _say(progress, "publish")
-        os.replace(tmp / final_db.name, final_db)
-        _swap_dir(tmp / "export", config.export_dir, tmp / "old-export")
-        _swap_dir(tmp / "graph", config.graph_dir, tmp / "old-graph")
+        _publish(tmp, config)
     except BaseException as e:
         _record_failure(final_db, run_id, config, started, counts, e)
         raise
