@@ -83,13 +83,15 @@ def fold_edges(g: nx.DiGraph, top_edges: int | None = None, min_transitions: int
 
 
 def likely_paths(graphs: dict[tuple[str, str], nx.DiGraph]) -> pl.DataFrame:
-    """The most probable path from START to each terminal per segment (edge weight -log p,
-    self-loops left out): the typical route to converting and to dropping off."""
+    """The most probable path from START to each terminal per segment: the typical route
+    to converting and to dropping off. Repeats are skipped: edge X -> Y weighs
+    -log(p(X, Y) / (1 - p(X, X))), the probability that Y is the next different node."""
     rows = []
     for (key, value), g in graphs.items():
+        stay = {f: p for f, t, p in g.edges(data="probability") if f == t and p}
         h = nx.DiGraph()
         h.add_weighted_edges_from(
-            ((f, t, -math.log(p)) for f, t, p in g.edges(data="probability") if f != t and p and p > 0),
+            ((f, t, -math.log(p / (1.0 - stay.get(f, 0.0)))) for f, t, p in g.edges(data="probability") if f != t and p and p > 0),
         )
         for terminal in schema.TERMINALS:
             if schema.START not in h or terminal not in h or not nx.has_path(h, schema.START, terminal):

@@ -15,7 +15,8 @@ select
     'funnel_reconciles' as law,
     f.segment_key || '=' || f.segment_value as segment,
     f.stage as node,
-    format('funnel {} (previous stage {}), reached at all {}', f.journeys, f.previous, coalesce(r.n, 0)) as numbers
+    format('funnel {} (previous stage {}), reached at all {}',
+           f.journeys, coalesce(cast(f.previous as varchar), '-'), coalesce(r.n, 0)) as numbers
 from funnel as f
 left join reached_at_all as r using (segment_key, segment_value, stage)
 where f.journeys > coalesce(r.n, 0)

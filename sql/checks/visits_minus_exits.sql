@@ -9,11 +9,13 @@ with out_edges as (
 )
 select
     'visits_minus_exits' as law,
-    s.segment_key || '=' || s.segment_value as segment,
-    s.node,
+    coalesce(s.segment_key, o.segment_key) || '=' || coalesce(s.segment_value, o.segment_value) as segment,
+    coalesce(s.node, o.node) as node,
     format('visits {} - exits {} = {}, repeats {}, but {} onward and {} out incl. self-loops',
-           s.visits, s.exits, s.visits - s.exits, s.repeats, coalesce(o.onward, 0), coalesce(o.all_out, 0)) as numbers
+           coalesce(s.visits, 0), coalesce(s.exits, 0), coalesce(s.visits, 0) - coalesce(s.exits, 0),
+           coalesce(s.repeats, 0), coalesce(o.onward, 0), coalesce(o.all_out, 0)) as numbers
 from marts.stage_stats as s
-left join out_edges as o using (level, segment_key, segment_value, node)
-where coalesce(o.onward, 0) <> s.visits - s.exits
-   or coalesce(o.all_out, 0) <> s.visits + s.repeats - s.exits;
+full join out_edges as o using (level, segment_key, segment_value, node)
+where coalesce(s.node, o.node) <> 'START'
+  and (coalesce(o.onward, 0) <> coalesce(s.visits, 0) - coalesce(s.exits, 0)
+       or coalesce(o.all_out, 0) <> coalesce(s.visits, 0) + coalesce(s.repeats, 0) - coalesce(s.exits, 0));

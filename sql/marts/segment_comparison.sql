@@ -4,10 +4,14 @@
 --                             ('(journey)': dropped / all journeys)
 --   metric 'conversion_rate': converted journeys / journeys reaching the stage
 --                             ('(journey)': converted / all journeys)
--- lift = rate / rest_rate. Cells where either side has fewer journeys than
--- comparison.min_journeys are suppressed (rates, lift and p-values null, is_suppressed).
--- p_value (two-sided two-proportion z-test, pooled) and p_adjusted (Benjamini-Hochberg
--- over every unsuppressed comparison of the run) are filled in by pipeline/stats.py.
+-- This file counts the cells (journeys, successes) and marks cells where either side has
+-- fewer journeys than comparison.min_journeys as suppressed; pipeline/stats.py then tests
+-- each unsuppressed cell against the typical rest of its key (the other values not shown
+-- to differ, iterated to a fixed point), adds rest_journeys, rest_successes, rates, lift =
+-- rate / rest_rate, p_value (two-sided pooled two-proportion z-test), p_adjusted
+-- (Benjamini-Hochberg over every unsuppressed cell of the run), is_significant
+-- (p_adjusted < comparison.alpha) and rest_excludes (values left out of the rest), and
+-- nulls the rates of suppressed cells rather than showing 0% or 100%.
 -- Grain: segment_key, segment_value, stage, metric.
 create or replace table marts.segment_comparison as
 with settings as (
@@ -57,15 +61,7 @@ flagged as (
 select
     segment_key, segment_value, stage, metric,
     n as journeys,
-    case when not is_suppressed then x end as successes,
-    case when not is_suppressed then x / n end as rate,
-    rest_n as rest_journeys,
-    case when not is_suppressed then rest_x end as rest_successes,
-    case when not is_suppressed then rest_x / rest_n end as rest_rate,
-    case when not is_suppressed and rest_x > 0 then (x / n) / (rest_x / rest_n) end as lift,
-    cast(null as double) as p_value,
-    cast(null as double) as p_adjusted,
-    cast(null as boolean) as is_significant,
+    x as successes,
     is_suppressed
 from flagged
 order by segment_key, segment_value, stage, metric;

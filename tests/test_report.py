@@ -1,0 +1,153 @@
+"""`journeys report --json` on the bundled sample, run for real in subprocesses: every number it lists
+is the top by the documented rule (recomputed here from core.moves / core.journeys with Polars, not
+read from marts.bottlenecks or marts.drop_offs), and every journey id it shows really is behind
+that number."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import duckdb
+import polars as pl
+import pytest
+
+from conftest import JOURNEYS_BIN, SAMPLE, copy_config
+
+TOP = 3
+EXAMPLES = 5  # journey ids the report shows per number (pipeline.report.EXAMPLES)
+
+pytestmark = pytest.mark.skipif(not (SAMPLE / "journeys.toml").exists(), reason="data/sample missing: run `make sample`")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample run once (`journeys run`), then `journeys report --json --top 3`; the warehouse read-only."""
+    out = tmp_path_factory.mktemp("report")
+    config = copy_config(SAMPLE / "journeys.toml", out)
+    env = {"CI": "true", "PATH": str(JOURNEYS_BIN.parent)}
+    run = subprocess.run([str(JOURNEYS_BIN), "run", "--config", str(config)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = subprocess.run([str(JOURNEYS_BIN), "report", "--config", str(config), "--json", "--top", str(TOP)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert report.returncode == 0, report.stderr
+    con = duckdb.connect(str(out / "build" / "journeys.duckdb"), read_only=True)
+    moves = con.sql("select m.journey_id, m.from_node, m.to_node, m.wait_seconds, s.segment_key, s.segment_value "
+                    "from core.moves as m join core.customer_segments as s using (customer_id)").pl()
+    journeys = con.sql("select j.journey_id, j.status, s.segment_key, s.segment_value "
+                       "from core.journeys as j join core.customer_segments as s using (customer_id)").pl()
+    yield {"report": json.loads(report.stdout), "con": con, "moves": moves, "journeys": journeys}
+    con.close()
+
+
+def by_segment(items: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    grouped: dict = {}
+    for item in items:
+        grouped.setdefault((item["segment_key"], item["segment_value"]), []).append(item)
+    return grouped
+
+
+def time_lost(moves: pl.DataFrame) -> pl.DataFrame:
+    """Per segment and edge with a wait: distinct journeys x median wait (linear interpolation, as quantile_cont)."""
+    return (moves.filter(pl.col("wait_seconds").is_not_null())
+            .group_by("segment_key", "segment_value", "from_node", "to_node")
+            .agg(journeys=pl.col("journey_id").n_unique(), median=pl.col("wait_seconds").median())
+            .with_columns(time_lost=pl.col("journeys") * pl.col("median")))
+
+
+def drop_offs(moves: pl.DataFrame) -> pl.DataFrame:
+    """Per segment and node: dropped journeys whose last node it is (the from_node of their move to DROPPED)."""
+    return (moves.filter(to_node="DROPPED").group_by("segment_key", "segment_value", node="from_node")
+            .agg(drop_offs=pl.col("journey_id").n_unique(), journey_ids=pl.col("journey_id")))
+
+
+def test_report_lists_every_segment(sample):
+    """Every segment of the warehouse (all, and each value of each segment key) has its bottlenecks and
+    drop-offs in the report, at most --top of each."""
+    segments = set(sample["journeys"].select("segment_key", "segment_value").unique().iter_rows())
+    assert ("all", "all") in segments and len(segments) > 3
+    bottlenecks = by_segment(sample["report"]["bottlenecks"])
+    drops = by_segment(sample["report"]["drop_offs"])
+    assert set(bottlenecks) == segments
+    assert set(drops) <= segments and ("all", "all") in drops
+    assert all(len(v) <= TOP for v in [*bottlenecks.values(), *drops.values()])
+    assert all([i["rank"] for i in v] == list(range(1, len(v) + 1)) for v in [*bottlenecks.values(), *drops.values()])
+
+
+def test_bottlenecks_are_the_top_by_time_lost(sample):
+    """Per segment, the listed edges are the --top edges by time lost = journeys x median wait, over the
+    edges with a wait, recomputed from core.moves: same time_lost values in the same order, and each
+    listed edge has the journeys, median and time lost recomputed for it."""
+    expected = time_lost(sample["moves"])
+    for (key, value), listed in by_segment(sample["report"]["bottlenecks"]).items():
+        seg = expected.filter(segment_key=key, segment_value=value).sort("time_lost", descending=True)
+        assert [b["time_lost_seconds"] for b in listed] == pytest.approx(seg["time_lost"].head(TOP).to_list())
+        for b in listed:
+            row = seg.filter(from_node=b["from_node"], to_node=b["to_node"]).row(0, named=True)
+            assert (b["journeys"], b["median_wait_seconds"]) == (row["journeys"], pytest.approx(row["median"]))
+            assert b["time_lost_seconds"] == pytest.approx(row["time_lost"])
+
+
+def test_bottleneck_journeys_traverse_the_edge_in_the_segment(sample):
+    """Every journey id shown beside a bottleneck is a journey of that segment with a move along that edge;
+    as many are shown as the edge has journeys, up to 5."""
+    moves = sample["moves"]
+    checked = 0
+    for b in sample["report"]["bottlenecks"]:
+        ids = b["journey_ids"]
+        assert len(ids) == len(set(ids)) == min(EXAMPLES, b["journeys"])
+        walked = set(moves.filter(segment_key=b["segment_key"], segment_value=b["segment_value"],
+                                  from_node=b["from_node"], to_node=b["to_node"])["journey_id"])
+        assert set(ids) <= walked, b
+        checked += len(ids)
+    assert checked > 0
+
+
+def test_drop_offs_are_the_top_by_drop_offs(sample):
+    """Per segment, the listed nodes are the top by drop-offs (dropped journeys ending there, recomputed
+    from core.moves; nodes without drop-offs are not listed), in order, with their drop-off counts."""
+    expected = drop_offs(sample["moves"])
+    for (key, value), listed in by_segment(sample["report"]["drop_offs"]).items():
+        seg = expected.filter(segment_key=key, segment_value=value).sort("drop_offs", descending=True)
+        assert [d["drop_offs"] for d in listed] == seg["drop_offs"].head(TOP).to_list()
+        counts = dict(zip(seg["node"], seg["drop_offs"]))
+        assert all(counts[d["node"]] == d["drop_offs"] > 0 for d in listed)
+        assert all(d["drop_off_rate"] == pytest.approx(d["drop_offs"] / d["journeys"]) for d in listed)
+
+
+def test_drop_off_journeys_are_dropped_journeys_ending_at_the_node(sample):
+    """Every journey id beside a drop-off is a dropped journey of that segment whose last node is the listed
+    node (its move to DROPPED leaves from it); as many are shown as there are drop-offs, up to 5."""
+    moves, journeys = sample["moves"], sample["journeys"]
+    checked = 0
+    for d in sample["report"]["drop_offs"]:
+        ids = d["journey_ids"]
+        assert len(ids) == len(set(ids)) == min(EXAMPLES, d["drop_offs"])
+        seg_journeys = journeys.filter(segment_key=d["segment_key"], segment_value=d["segment_value"])
+        assert set(seg_journeys.filter(pl.col("journey_id").is_in(ids))["status"]) == {"dropped"}
+        last_node = moves.filter(pl.col("journey_id").is_in(ids), to_node="DROPPED", segment_key=d["segment_key"],
+                                 segment_value=d["segment_value"])
+        assert last_node.height == len(ids) and set(last_node["from_node"]) == {d["node"]}
+        checked += len(ids)
+    assert checked > 0
+
+
+@pytest.mark.parametrize("kind", ["edge", "stage"])
+def test_rank_one_bottleneck_journeys_are_exactly_its_journeys(sample, kind):
+    """marts.bottleneck_journeys for rank 1 of segment all holds exactly `journeys` distinct journey ids:
+    for an edge, the journeys with a move along it; for a stage, the journeys visiting it."""
+    con = sample["con"]
+    (from_node, to_node, n), = con.sql(
+        "select from_node, to_node, journeys from marts.bottlenecks where segment_key = 'all' and kind = ? and rank = 1",
+        params=[kind]).fetchall()
+    ids = {r[0] for r in con.sql(
+        "select journey_id from marts.bottleneck_journeys where segment_key = 'all' and kind = ? and rank = 1",
+        params=[kind]).fetchall()}
+    assert len(ids) == n
+    moves = sample["moves"].filter(segment_key="all")
+    if kind == "edge":
+        expected = set(moves.filter(from_node=from_node, to_node=to_node)["journey_id"])
+    else:
+        expected = set(moves.filter((pl.col("from_node") == from_node) | (pl.col("to_node") == to_node))["journey_id"])
+    assert ids == expected
