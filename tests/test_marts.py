@@ -198,6 +198,42 @@ def test_event_type_level_is_the_directly_follows_graph():
     assert con.sql("select distinct level from marts.transitions").fetchall() == [("event_type",)]
 
 
+def test_channel_stage_level_separates_the_same_stage_on_two_channels():
+    """At level channel:stage a node is channel:stage, so web awareness then a call's awareness are two
+    steps (web:awareness -> call_center:awareness), not one collapsed visit as at level stage."""
+    rows = [("c1", at(0), "web", "view"), ("c1", at(5), "call_center", "view"), ("c1", at(9), "call_center", "view"),
+            ("c1", at(20), "web", "buy")]
+    con = db(rows, level="channel:stage")
+    got = {k: v[0] for k, v in transitions(con).items()}
+    assert got == {
+        ("START", "web:awareness"): 1,
+        ("web:awareness", "call_center:awareness"): 1,
+        ("call_center:awareness", "call_center:awareness"): 1,
+        ("call_center:awareness", "web:purchase"): 1,
+        ("web:purchase", "CONVERTED"): 1,
+    }
+    assert con.sql("select distinct level from marts.stage_stats").fetchall() == [("channel:stage",)]
+    stage_level = {k: v[0] for k, v in transitions(db(rows)).items()}
+    assert stage_level[("awareness", "awareness")] == 2 and ("awareness", "purchase") in stage_level
+
+
+def test_segment_summary_time_to_convert():
+    """marts.segment_summary: journeys by status, rates over all journeys, and time to convert = converted_at -
+    started_at of converted journeys (hand-counted: 30 min and 90 min -> p50 60 min, mean 60 min)."""
+    rows = [("c1", at(0), "web", "view"), ("c1", at(30), "web", "buy"),
+            ("c2", at(0), "web", "view"), ("c2", at(60), "web", "compare"), ("c2", at(90), "web", "buy"),
+            ("c3", at(0), "web", "view"),
+            ("c4", ts("2026-02-28 10:00"), "web", "view")]
+    seg = segments([("c1", "tier", "gold"), ("c2", "tier", "gold"), ("c3", "tier", "basic"), ("c4", "tier", "basic")])
+    con = db(rows, segments_long=seg)
+    got = {(r[0], r[1]): r[2:] for r in con.sql(
+        "select segment_key, segment_value, journeys, converted, dropped, open, conversion_rate, drop_off_rate, "
+        "time_to_convert_p50_seconds, time_to_convert_mean_seconds from marts.segment_summary").fetchall()}
+    assert got[("all", "all")] == (4, 2, 1, 1, 0.5, 0.25, 3600.0, 3600.0)
+    assert got[("tier", "gold")] == (2, 2, 0, 0, 1.0, 0.0, 3600.0, 3600.0)
+    assert got[("tier", "basic")] == (2, 0, 1, 1, 0.0, 0.5, None, None)
+
+
 # --------------------------------------------------------------------------- marts.stage_stats
 
 
