@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 CONFIG ?= data/sample/journeys.toml
 
-.PHONY: run test setup setup-test sample lock clean
+.PHONY: run test setup setup-test system-deps sample lock clean
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -18,8 +18,18 @@ $(UV):
 setup: $(UV)
 	$(UV) sync --frozen --inexact --python $(PY)
 
-setup-test: $(UV)
+setup-test: $(UV) system-deps
 	$(UV) sync --frozen --extra test --python $(PY)
+
+# Debian packages the tests use: headless Chromium (report browser test) and Graphviz (DOT
+# rendering). Installed when missing and we are root (as in CI); otherwise those tests skip
+# and say why.
+system-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v dot >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium, chromium-driver and graphviz (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver graphviz >/dev/null; \
+	else echo "note: chromium, chromedriver or graphviz missing and not root: the browser and Graphviz tests will skip"; fi
 
 run: setup
 	$(VENV)/bin/journeys run --config $(CONFIG)
