@@ -28,7 +28,9 @@ from pipeline.config import Config, ConfigError, Source
 
 log = logging.getLogger(__name__)
 
-_TZ_SUFFIX = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+# a zone only counts after a time of day (so the date 2026-03-01 has none)
+_TZ_SUFFIX = r"[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)?\s*(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_BLANKS = "' ' || chr(9) || chr(10) || chr(13)"  # what trim() strips: spaces, tabs, line ends
 
 
 def quote_ident(name: str) -> str:
@@ -180,9 +182,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None
     con.execute(
         f"""
         insert into _raw
-        select ? as source_file, line as source_row, any_value(csv_line) as raw_line, true,
-               string_agg(distinct error_type, '; ') as detail, {", ".join("null" for _ in source.columns())}
-        from _rejects group by line
+        select ? as source_file, r.line as source_row, any_value(l.raw_line) as raw_line, true,
+               string_agg(distinct r.error_type, '; ') as detail, {", ".join("null" for _ in source.columns())}
+        from _rejects as r
+        left join _lines as l using (line)
+        group by r.line
         """,
         [path],
     )
@@ -215,7 +219,8 @@ class Params(dict):
 
 
 def _clean(col: str) -> str:
-    return f"nullif(trim({col}), '')"
+    """The cell trimmed of blanks, or null when nothing is left."""
+    return f"nullif(trim({col}, {_BLANKS}), '')"
 
 
 def _value_sql(spec_column: str | None, spec_value: str | None, cols: list[str], params: Params) -> str:
@@ -235,7 +240,7 @@ def _snake(expr: str) -> str:
 def _timestamp_sql(source: Source, cols: list[str], params: Params) -> tuple[str, str, str]:
     """SQL for (raw text, parsed TIMESTAMPTZ or null, zone-is-valid flag)."""
     spec = source.timestamp
-    raw = _clean(f"r.c{cols.index(spec.column)}")
+    raw = f"regexp_replace({_clean(f'r.c{cols.index(spec.column)}')}, 'z$', 'Z')"  # DuckDB reads only an upper-case Z
     zone_ok = "true"
     fmt = spec.format
     if fmt == "epoch":
@@ -279,7 +284,7 @@ def _canonical_sql(source: Source, config: Config, params: Params) -> str:
     prefix = params.add(source.event_type.prefix)
     event_type = f"case when {_snake(event_raw)} is not null then cast({prefix} as varchar) || {_snake(event_raw)} end"
     keys = source.natural_key or tuple(cols)
-    hashed = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce(r.c{cols.index(k)}, '')" for k in keys) + "))"
+    hashed = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({_clean(f'r.c{cols.index(k)}')}, '')" for k in keys) + "))"
     # a row whose id cell is empty keeps a deterministic id from its content
     event_id_raw = f"coalesce({_clean(f'r.c{cols.index(source.event_id)}')}, {hashed})" if source.event_id else hashed
     event_id = f"cast({params.add(source.name)} as varchar) || ':' || {event_id_raw}"
@@ -450,14 +455,14 @@ def load_customers(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     header = csv_header(c.path, c.delimiter)
     index = {name: j for j, name in enumerate(header)}
     positional = {f"h{j}": "VARCHAR" for j in range(len(header))}
-    seg_cols = ", ".join(f"nullif(trim(h{index[s]}), '') as {quote_ident(s)}" for s in c.segments)
+    seg_cols = ", ".join(f"{_clean(f'h{index[s]}')} as {quote_ident(s)}" for s in c.segments)
     con.execute(
         f"""
         create table staging.customers as
-        select nullif(trim(h{index[c.customer_id]}), '') as customer_id{', ' + seg_cols if seg_cols else ''}
+        select {_clean(f'h{index[c.customer_id]}')} as customer_id{', ' + seg_cols if seg_cols else ''}
         from read_csv(?, columns = ?, header = true, delim = ?, auto_detect = false, quote = '"', escape = '"')
              with ordinality
-        where nullif(trim(h{index[c.customer_id]}), '') is not null
+        where {_clean(f'h{index[c.customer_id]}')} is not null
         qualify row_number() over (partition by customer_id order by ordinality) = 1  -- first row in the file wins
         """,
         [c.path, positional, c.delimiter],

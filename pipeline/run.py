@@ -25,7 +25,7 @@ import duckdb
 
 from pipeline import __version__, export, graph, ingest, marts, warehouse
 from pipeline.report import summarize
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 from pipeline.journeys import BuildSettings, build_journeys
 
 log = logging.getLogger(__name__)
@@ -155,23 +155,34 @@ def _publish(tmp: Path, config: Config) -> None:
     """Swap the new export and graph folders in, then the warehouse file last (one atomic
     rename). If anything fails, the folders already swapped are put back, so the previous
     outputs stay whole."""
-    done: list[tuple[Path, Path, Path]] = []
+    started: list[tuple[Path, Path, Path]] = []
     try:
         for name, final in (("export", config.export_dir), ("graph", config.graph_dir)):
+            started.append((tmp / name, final, tmp / f"old-{name}"))  # before the swap: undo whatever part of it ran
             _swap_dir(tmp / name, final, tmp / f"old-{name}")
-            done.append((tmp / name, final, tmp / f"old-{name}"))
         os.replace(tmp / config.warehouse.name, config.warehouse)
     except BaseException:
-        for new, final, trash in reversed(done):
-            final.rename(new)
+        for new, final, trash in reversed(started):
+            if final.exists() and not new.exists():
+                final.rename(new)
             if trash.exists():
                 trash.rename(final)
         raise
 
 
+def check_outputs(config: Config) -> None:
+    """Stop before any work when an output path is taken by something else."""
+    for key, path, kind in (("output.warehouse", config.warehouse, "file"), ("output.export_dir", config.export_dir, "folder"),
+                            ("output.graph_dir", config.graph_dir, "folder")):
+        wrong = path.exists() and (path.is_dir() if kind == "file" else not path.is_dir())
+        if wrong:
+            raise ConfigError(f"{config.path}: key '{key}': {path} exists and is not a {kind}. Fix: point {key} elsewhere or move that path away")
+
+
 def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
     """Everything for a config, published atomically. Raises on failure (outputs untouched)."""
     ingest.validate_inputs(config)  # before any output folder is made
+    check_outputs(config)
     run_id = new_run_id()
     started = datetime.now(timezone.utc)
     final_db = config.warehouse

@@ -1,0 +1,274 @@
+"""A whole run: `pipeline.run.run_pipeline` and its atomic publish (DESIGN.md, "Warehouse
+(DuckDB) and exports": a run publishes atomically; a failed or killed run leaves the
+previous outputs whole).
+
+Runs use the tiny project of tests/data/tiny, copied into tmp_path; its outputs go to
+project/out (warehouse out/journeys.duckdb, out/export, out/graph).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+import pipeline.config
+import pipeline.marts
+import pipeline.run
+from pipeline.cli import cli
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the tiny project."""
+    dst = tmp_path / "project"
+    shutil.copytree(TINY, dst)
+    return dst
+
+
+def load(project: Path, name: str = "journeys.toml") -> pipeline.config.Config:
+    return pipeline.config.load_config(project / name)
+
+
+def out(project: Path) -> Path:
+    return project / "out"
+
+
+def tree_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tables(db: Path, schemas=("staging", "core", "marts")) -> dict[str, list]:
+    """Every table of `schemas` in the warehouse file, as sorted rows (read-only)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_schema || '.' || table_name from information_schema.tables "
+                "where table_schema in (select unnest(?)) order by 1",
+                [list(schemas)],
+            ).fetchall()
+        ]
+        return {n: sorted(con.execute(f"select * from {n}").fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
+
+
+def runs(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("select run_id, status, error from meta.runs order by started_at").fetchall()
+    finally:
+        con.close()
+
+
+def outputs(project: Path) -> dict:
+    """What a reader sees of the published outputs: warehouse tables, export and graph files."""
+    return {
+        "tables": tables(out(project) / "journeys.duckdb"),
+        "export": tree_checksums(out(project) / "export"),
+        "graph": tree_checksums(out(project) / "graph"),
+    }
+
+
+def leftovers(project: Path) -> list[str]:
+    return sorted(p.name for p in out(project).glob(".run-*"))
+
+
+# --------------------------------------------------------------------------- reruns
+
+
+def test_rerun_on_the_same_input_gives_identical_core_and_marts(project):
+    """Two runs on the same input give the same core and marts tables (sorted rows),
+    including the same journey, session and event ids; only the run ids differ."""
+    config = load(project)
+    first = pipeline.run.run_pipeline(config)
+    before = tables(out(project) / "journeys.duckdb", ("core", "marts"))
+    second = pipeline.run.run_pipeline(config)
+    after = tables(out(project) / "journeys.duckdb", ("core", "marts"))
+    assert first.run_id != second.run_id
+    assert set(before) == set(after) and {"core.steps", "core.journeys", "marts.transitions"} <= set(after)
+    for name in before:
+        assert after[name] == before[name], name
+    con = duckdb.connect(str(out(project) / "journeys.duckdb"), read_only=True)
+    try:
+        journeys = con.execute("select count(distinct journey_id), count(*) from core.journeys").fetchall()
+        events = con.execute("select count(*) from core.steps").fetchall()
+    finally:
+        con.close()
+    # tiny: 8 loaded events of c1, c2, c3; each customer's history is one journey
+    assert journeys == [(3, 3)] and events == [(8,)]
+    assert [r[1] for r in runs(out(project) / "journeys.duckdb")] == ["succeeded", "succeeded"]
+
+
+# --------------------------------------------------------------------------- failed publish
+
+
+class _OsWithFailingReplace:
+    """The os module as seen by pipeline.run, except that os.replace fails."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def replace(src, dst):
+        raise OSError(28, "No space left on device (test)")
+
+
+def test_failed_publish_leaves_the_previous_outputs_whole(project, monkeypatch):
+    """When the final swap of the warehouse fails, the previous warehouse tables, export files
+    and graph files are unchanged, no .run-* folder is left, and the published warehouse's
+    meta.runs records the failed run with its error."""
+    config = load(project)
+    good = pipeline.run.run_pipeline(config)
+    before = outputs(project)
+    assert before["export"] and before["graph"]
+    monkeypatch.setattr(pipeline.run, "os", _OsWithFailingReplace())
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.run.run_pipeline(config)
+    monkeypatch.undo()
+    assert outputs(project) == before
+    assert leftovers(project) == []
+    recorded = runs(out(project) / "journeys.duckdb")
+    assert [(r[0] == good.run_id, r[1]) for r in recorded] == [(True, "succeeded"), (False, "failed")]
+    assert "No space left" in recorded[1][2]
+
+
+@pytest.mark.parametrize("failing", ["export", "graph"])
+def test_failure_in_the_middle_of_a_folder_swap_leaves_the_previous_outputs_whole(project, monkeypatch, failing):
+    """If moving the new export or graph folder into place fails after the previous one was
+    moved aside, the previous folders are put back: outputs unchanged, no .run-* left."""
+    config = load(project)
+    pipeline.run.run_pipeline(config)
+    before = outputs(project)
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.name == failing and self.parent.name.startswith(".run-"):
+            raise OSError(f"cannot move the new {failing} folder (test)")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="cannot move"):
+        pipeline.run.run_pipeline(config)
+    monkeypatch.undo()
+    assert (out(project) / "export").is_dir() and (out(project) / "graph").is_dir()
+    assert outputs(project) == before
+    assert leftovers(project) == []
+
+
+def test_graph_dir_that_is_an_existing_file_fails_and_keeps_the_file(project):
+    """A graph_dir naming an existing regular file is not replaced: the run fails, the file
+    and the previous warehouse and export stay as they were."""
+    pipeline.run.run_pipeline(load(project))
+    before = outputs(project)
+    precious = project / "notes.txt"
+    precious.write_text("not a folder\n")
+    text = (project / "journeys.toml").read_text().replace('graph_dir = "out/graph"', 'graph_dir = "notes.txt"')
+    (project / "other.toml").write_text(text)
+    with pytest.raises(Exception):
+        pipeline.run.run_pipeline(load(project, "other.toml"))
+    assert precious.is_file() and precious.read_text() == "not a folder\n"
+    assert outputs(project) == before
+    assert leftovers(project) == []
+
+
+def test_missing_parent_folders_of_export_and_graph_dirs_are_created(project):
+    """export_dir and graph_dir whose parent folders do not exist yet are created, and the
+    run succeeds with its files in them."""
+    text = (project / "journeys.toml").read_text()
+    text = text.replace('export_dir = "out/export"', 'export_dir = "deep/a/b/export"')
+    text = text.replace('graph_dir = "out/graph"', 'graph_dir = "elsewhere/x/graph"')
+    (project / "journeys.toml").write_text(text)
+    assert not (project / "deep").exists() and not (project / "elsewhere").exists()
+    result = pipeline.run.run_pipeline(load(project))
+    assert result.status == "succeeded"
+    assert (project / "deep/a/b/export/manifest.json").is_file()
+    assert (project / "deep/a/b/export/core.steps.parquet").is_file()
+    assert (project / "elsewhere/x/graph/all=all.graphml").is_file()
+    assert (project / "out/journeys.duckdb").is_file()
+    assert leftovers(project) == []
+
+
+# --------------------------------------------------------------------------- flow laws
+
+
+def _break_laws(con):
+    raise pipeline.marts.LawError("the marts break a flow law:\n  node_balance: segment all, node purchase: in 3 != out 2")
+
+
+def test_broken_flow_law_fails_the_run_and_publishes_nothing(project, monkeypatch):
+    """A run whose marts break a flow law raises LawError and publishes nothing: the
+    previous outputs are unchanged, no .run-* is left, and meta.runs records the failure."""
+    config = load(project)
+    pipeline.run.run_pipeline(config)
+    before = outputs(project)
+    monkeypatch.setattr(pipeline.marts, "check_laws", _break_laws)
+    with pytest.raises(pipeline.marts.LawError, match="node_balance"):
+        pipeline.run.run_pipeline(config)
+    assert outputs(project) == before
+    assert leftovers(project) == []
+    recorded = runs(out(project) / "journeys.duckdb")
+    assert [r[1] for r in recorded] == ["succeeded", "failed"]
+    assert "LawError" in recorded[1][2] and "node_balance" in recorded[1][2]
+
+
+def test_journeys_run_exits_1_with_the_law_message_when_a_law_breaks(project, monkeypatch):
+    """`journeys run` on marts that break a flow law exits 1, prints the law's message, and
+    leaves the previous outputs unchanged."""
+    config_path = str(project / "journeys.toml")
+    first = CliRunner().invoke(cli, ["run", "--config", config_path])
+    assert first.exit_code == 0, first.output
+    before = outputs(project)
+    monkeypatch.setattr(pipeline.marts, "check_laws", _break_laws)
+    result = CliRunner().invoke(cli, ["run", "--config", config_path])
+    assert result.exit_code == 1
+    assert "LawError: the marts break a flow law" in result.output
+    assert "node_balance: segment all, node purchase" in result.output
+    assert outputs(project) == before
+    assert leftovers(project) == []
+
+
+# --------------------------------------------------------------------------- killed runs
+
+
+def test_leftover_run_folders_of_a_killed_run_are_removed_by_the_next_run(project):
+    """Temporary `.run-*` folders left beside the warehouse by a killed run (with a partial
+    warehouse, export and graph inside) are removed by the next run, which succeeds."""
+    config = load(project)
+    for name in (".run-20260101T000000Z-dead01", ".run-20260102T000000Z-dead02"):
+        dead = out(project) / name
+        (dead / "export").mkdir(parents=True)
+        (dead / "graph").mkdir()
+        (dead / "journeys.duckdb").write_bytes(b"half written")
+        (dead / "export" / "core.steps.parquet").write_bytes(b"partial")
+    assert len(leftovers(project)) == 2
+    result = pipeline.run.run_pipeline(config)
+    assert result.status == "succeeded"
+    assert leftovers(project) == []
+    assert (out(project) / "export" / "manifest.json").is_file()
+    assert tables(out(project) / "journeys.duckdb", ("core",))["core.journeys"]
+
+
+def test_an_output_path_taken_by_a_file_stops_the_run_before_any_work(project):
+    """graph_dir (or export_dir) that exists as a file is a config problem: ConfigError naming the key,
+    raised before anything is written, and the file is left as it was."""
+    config = load(project)
+    config.graph_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.graph_dir.write_text("not a folder")
+    with pytest.raises(pipeline.config.ConfigError, match="output.graph_dir"):
+        pipeline.run.run_pipeline(config)
+    assert config.graph_dir.read_text() == "not a folder"
+    assert not config.warehouse.exists()
