@@ -24,6 +24,7 @@ from typing import Callable
 import duckdb
 
 from pipeline import __version__, export, graph, ingest, marts, warehouse
+from pipeline.lock import run_lock
 from pipeline.report import summarize
 from pipeline.config import Config, ConfigError
 from pipeline.journeys import BuildSettings, build_journeys
@@ -184,6 +185,11 @@ def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progre
     ingest.validate_inputs(config)  # before any output folder is made
     check_outputs(config)
     run_id = new_run_id()
+    with run_lock(config.warehouse.parent, run_id, "run"):
+        return _run_locked(config, run_id, as_of, progress)
+
+
+def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: Progress | None) -> RunResult:
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
@@ -238,6 +244,11 @@ def run_step(config: Config, step: str, as_of: datetime | None = None, progress:
     if step == "ingest":
         ingest.validate_inputs(config)
     run_id = new_run_id()
+    with run_lock(config.warehouse.parent, run_id, step):
+        return _step_locked(config, step, run_id, as_of, progress)
+
+
+def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None) -> RunResult:
     started = datetime.now(timezone.utc)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse)
