@@ -77,7 +77,7 @@ def _fail(e: Exception) -> click.ClickException:
 
 def _print_result(result, as_json: bool, human) -> None:
     if as_json:
-        click.echo(json.dumps({"run_id": result.run_id, "status": result.status, **result.counts, **result.summary}, indent=2, default=str))
+        click.echo(json.dumps({"run_id": result.run_id, "status": result.status, **result.counts, **result.summary}, default=str))
     else:
         human(result)
 
