@@ -20,6 +20,7 @@ from pipeline import schema
 
 DEFAULT_CHANNELS = ("web", "social", "call_center", "store", "email", "app")
 FORMATS = ("csv", "jsonl", "parquet")
+ENCODINGS = ("utf-8", "utf-16", "latin-1")  # what DuckDB's CSV reader decodes without extensions
 TIME_FORMATS_HELP = "'iso', 'epoch', 'epoch_ms' or a strptime pattern such as '%Y-%m-%d %H:%M:%S'"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -60,6 +61,7 @@ class Source:
     identifiers: tuple[tuple[str, str], ...] = ()  # (type, column)
     properties: tuple[str, ...] = ()
     delimiter: str = ","
+    encoding: str = "utf-8"
     files: tuple[str, ...] = ()
 
     def columns(self) -> list[str]:
@@ -439,7 +441,7 @@ def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], 
     sec = "sources"
     r.check_keys(
         s,
-        {"name", "path", "format", "channel", "customer_id", "event_type", "timestamp", "event_id", "natural_key", "identifiers", "properties", "delimiter"},
+        {"name", "path", "format", "channel", "customer_id", "event_type", "timestamp", "event_id", "natural_key", "identifiers", "properties", "delimiter", "encoding"},
         key,
         sec,
     )
@@ -490,6 +492,9 @@ def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], 
     delimiter = str(s.get("delimiter", ","))
     if len(delimiter) != 1:
         raise r.fail(f"{key}.delimiter", f"{delimiter!r} is not one character", 'write e.g. delimiter = ";"', sec)
+    encoding = str(s.get("encoding", "utf-8")).lower().replace("_", "-")
+    if encoding not in ENCODINGS:
+        raise r.fail(f"{key}.encoding", f"'{encoding}' is not a supported encoding", f"use one of: {', '.join(ENCODINGS)}, or re-save the files as UTF-8", sec)
     return Source(
         name=name,
         path=pattern,
@@ -503,5 +508,6 @@ def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], 
         identifiers=tuple((str(k), str(v)) for k, v in identifiers.items()),
         properties=_strs(r, s["properties"], f"{key}.properties", sec) if s.get("properties") else (),
         delimiter=delimiter,
+        encoding=encoding,
         files=files,
     )

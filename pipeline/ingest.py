@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,10 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def csv_header(path: str, delimiter: str) -> list[str]:
+def csv_header(path: str, delimiter: str, encoding: str = "utf-8") -> list[str]:
     """The header names of a CSV file (first record), BOM stripped."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+    python_encoding = {"utf-8": "utf-8-sig", "utf-16": "utf-16", "latin-1": "latin-1"}[encoding]
+    with open(path, newline="", encoding=python_encoding, errors="replace") as f:
         try:
             return next(csv.reader(f, delimiter=delimiter))
         except StopIteration:
@@ -72,7 +74,7 @@ def check_source_columns(source: Source, path: str) -> None:
     if source.format == "jsonl":
         return  # JSON keys may be absent per line: a missing value is judged per row
     if source.format == "csv":
-        header = csv_header(path, source.delimiter)
+        header = csv_header(path, source.delimiter, source.encoding)
         if not header:
             return  # an empty file has no rows to map
     else:
@@ -104,7 +106,7 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> No
         with lines as (
             select ordinality as source_row, raw_line
             from read_csv(?, columns = {{'raw_line': 'VARCHAR'}}, header = false, delim = ?, quote = '',
-                          escape = '', auto_detect = false, strict_mode = false, null_padding = true)
+                          escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?)
                  with ordinality
         ),
         checked as (
@@ -117,12 +119,12 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> No
                case when not ok then 'not a JSON object' end as detail, {extracts}
         from checked
         """,
-        [path, "\x1e", path, *paths],
+        [path, "\x1e", source.encoding, path, *paths],
     )
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
-    header = csv_header(path, source.delimiter)
+    header = csv_header(path, source.delimiter, source.encoding)
     if not header:
         return
     positional = {f"h{j}": "VARCHAR" for j in range(len(header))}
@@ -133,21 +135,21 @@ def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None
         """
         create temp table _parsed as
         select * from read_csv(?, columns = ?, header = true, delim = ?, quote = '"', escape = '"',
-                               auto_detect = false, store_rejects = true,
+                               auto_detect = false, store_rejects = true, encoding = ?,
                                rejects_table = '_rejects', rejects_scan = '_reject_scans')
              with ordinality
         """,
-        [path, positional, source.delimiter],
+        [path, positional, source.delimiter, source.encoding],
     )
     con.execute(
         """
         create temp table _lines as
         select ordinality as line, raw_line
         from read_csv(?, columns = {'raw_line': 'VARCHAR'}, header = false, delim = ?, quote = '',
-                      escape = '', auto_detect = false, strict_mode = false, null_padding = true)
+                      escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?)
              with ordinality
         """,
-        [path, "\x1e"],
+        [path, "\x1e", source.encoding],
     )
     parsed, data_lines = con.execute(
         """
@@ -230,10 +232,11 @@ def _value_sql(spec_column: str | None, spec_value: str | None, cols: list[str],
 
 
 def _snake(expr: str) -> str:
-    """Normalise an event name to snake_case: split camelCase, lowercase, non-alphanumerics to _."""
+    """Normalise an event name to snake_case: split camelCase, lowercase, runs of anything but letters
+    (of any script) and digits to _."""
     return (
         "nullif(trim(both '_' from regexp_replace(lower(regexp_replace("
-        f"{expr}, '([a-z0-9])([A-Z])', '\\1_\\2', 'g')), '[^a-z0-9]+', '_', 'g')), '')"
+        f"{expr}, '([a-z0-9])([A-Z])', '\\1_\\2', 'g')), '[^\\p{{L}}\\p{{N}}]+', '_', 'g')), '')"
     )
 
 
@@ -338,6 +341,19 @@ _REASON = """
 """
 
 
+def _unreadable(source: Source, path: str, error: Exception) -> Exception:
+    """A file DuckDB cannot decode is a problem of the file or its config: say where and what to do."""
+    text = str(error)
+    match = re.search(r"Line: (\d+)", text)
+    where = f"{path}" + (f", line {match.group(1)}" if match else "")
+    if "unicode" in text.lower() or "utf-8" in text.lower():
+        return ConfigError(
+            f"{where}: the file is not valid {source.encoding} text. Fix: set encoding = \"latin-1\" (or \"utf-16\") "
+            f"in the [[sources]] table named '{source.name}' if that is the file's encoding, or re-save the file as UTF-8"
+        )
+    return ConfigError(f"{where}: the file cannot be read as {source.format}: {text.splitlines()[0]}. Fix: check the file and the source's format and delimiter")
+
+
 def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None) -> list[FileCount]:
     """Load every source of `config` into staging.events and staging.quarantine.
 
@@ -357,7 +373,10 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progre
         for path in source.files:
             counts.append(FileCount(source.name, path, os.path.getsize(path), file_sha256(path)))
             reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[source.format]
-            reader(con, source, path)
+            try:
+                reader(con, source, path)
+            except duckdb.InvalidInputException as e:
+                raise _unreadable(source, path, e) from None
             if progress:
                 progress(source.name, path)
         params = Params()

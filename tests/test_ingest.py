@@ -1081,3 +1081,33 @@ def test_customer_listed_twice_keeps_its_first_rows_segments(tmp_path):
     pipeline.ingest.load_customers(con, config)
     got = sorted(con.execute(f'select customer_id, region, "{WEIRD.replace(chr(34), chr(34) * 2)}" from staging.customers').fetchall())
     assert got == [("c1", "north", "gold"), ("c2", "south", None)]
+
+
+# --------------------------------------------------------------------------- encodings
+
+LATIN1 = "id,cust,ev,ts\n1,c1,view,2026-01-01T10:00:00Z\n2,c1,view,2026-01-01T10:05:00Z\n".encode() + "3,c2,caf\u00e9_visit,2026-01-01T11:00:00Z\n".encode("latin-1")
+
+
+def test_a_file_in_another_encoding_stops_with_the_file_line_and_fix(tmp_path):
+    """Bytes that are not UTF-8 (a Latin-1 é on line 4) are a file problem: ConfigError (exit 2) naming the
+    file, the line, and the encoding key to set; nothing is guessed or lost silently."""
+    with pytest.raises(ConfigError) as e:
+        ingest_project(tmp_path, {"events.csv": LATIN1})
+    message = str(e.value)
+    assert f"{tmp_path / 'events.csv'}, line 4" in message
+    assert 'encoding = "latin-1"' in message and "'web'" in message
+
+
+def test_encoding_latin1_reads_the_file(tmp_path):
+    """With encoding = "latin-1" every row loads and the text is decoded right (é, not a replacement)."""
+    con, counts = ingest_project(tmp_path, {"events.csv": LATIN1}, source(encoding="latin-1"))
+    assert [c.loaded for c in counts] == [3]
+    assert by_id(con)["web:3"]["event_type"] == "caf\u00e9_visit"  # letters of any script are kept
+    con.close()
+
+
+def test_an_unknown_encoding_is_a_config_error(tmp_path):
+    """encoding must be one DuckDB can read here: anything else is a ConfigError naming the key."""
+    cfg = write_project(tmp_path, {"events.csv": "id,cust,ev,ts\n"}, [source(encoding="cp1252")])
+    with pytest.raises(ConfigError, match=r"sources\.web\.encoding.*utf-8, utf-16, latin-1"):
+        pipeline.config.load_config(cfg)
