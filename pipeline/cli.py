@@ -318,7 +318,8 @@ def format_summary(result, config) -> str:
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
         f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting): all hold",
-        f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML)",
+        f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML), "
+        f"{config.report} (open it in a browser)",
         "",
         *format_findings(s),
         "",
@@ -333,7 +334,9 @@ def format_summary(result, config) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
 @click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="How many bottlenecks and drop-offs per segment.")
 @click.option("--journeys", "show_journeys", is_flag=True, help="List example journey ids behind each number.")
-def report(config_path: str, as_json: bool, top: int, show_journeys: bool) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the standalone HTML journey report to this file (journeys run writes output.report).")
+def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_path: str | None) -> None:
     """Print the findings of the last run: per segment, the top bottlenecks and
     drop-offs with their numbers and the journeys behind them (read-only).
 
@@ -341,9 +344,11 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool) -> No
     Example:
         journeys report -c data/sample/journeys.toml --top 5 --journeys
         journeys report -c data/sample/journeys.toml --json | jq '.drop_offs[0]'
+        journeys report -c data/sample/journeys.toml --html /tmp/journeys.html
     """
     import duckdb
 
+    from pipeline.html_report import write_report
     from pipeline.report import format_findings, summarize
 
     path = _load(config_path, check_files=False).warehouse
@@ -352,6 +357,8 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool) -> No
     con = duckdb.connect(str(path), read_only=True)
     try:
         found = summarize(con, top=top)
+        if html_path:
+            write_report(con, Path(html_path), top=max(top, 5))
     finally:
         con.close()
     click.echo(json.dumps(found, indent=2, default=str) if as_json else "\n".join(format_findings(found, show_journeys)))

@@ -119,6 +119,7 @@ class Config:
     warehouse: Path
     export_dir: Path
     graph_dir: Path
+    report: Path
     min_timestamp: datetime
     max_future: int
     funnel_stages: tuple[str, ...] = ()
@@ -269,10 +270,11 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
     channels = _strs(r, project.get("channels", list(DEFAULT_CHANNELS)), "project.channels", "project")
 
     output = raw.get("output", {})
-    r.check_keys(output, {"warehouse", "export_dir", "graph_dir"}, "output", "output")
+    r.check_keys(output, {"warehouse", "export_dir", "graph_dir", "report"}, "output", "output")
     warehouse = (base / output.get("warehouse", "build/journeys.duckdb")).resolve()
     export_dir = (base / output.get("export_dir", "build/export")).resolve()
     graph_dir = (base / output.get("graph_dir", "build/graph")).resolve()
+    report = (base / output["report"]).resolve() if "report" in output else warehouse.parent / "report.html"
 
     ingest = raw.get("ingest", {})
     r.check_keys(ingest, {"min_timestamp", "max_future"}, "ingest", "ingest")
@@ -421,6 +423,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         warehouse=warehouse,
         export_dir=export_dir,
         graph_dir=graph_dir,
+        report=report,
         min_timestamp=min_ts,
         max_future=max_future,
         funnel_stages=funnel_stages,

@@ -24,6 +24,7 @@ from typing import Callable
 import duckdb
 
 from pipeline import __version__, export, graph, ingest, marts, warehouse
+from pipeline.html_report import write_report
 from pipeline.lock import run_lock
 from pipeline.report import summarize
 from pipeline.config import Config, ConfigError
@@ -153,12 +154,12 @@ def _swap_dir(new: Path, final: Path, trash: Path) -> None:
 
 
 def _publish(tmp: Path, config: Config) -> None:
-    """Swap the new export and graph folders in, then the warehouse file last (one atomic
-    rename). If anything fails, the folders already swapped are put back, so the previous
+    """Swap the new export and graph folders and the report in, then the warehouse file last
+    (one atomic rename). If anything fails, the folders already swapped are put back, so the previous
     outputs stay whole."""
     started: list[tuple[Path, Path, Path]] = []
     try:
-        for name, final in (("export", config.export_dir), ("graph", config.graph_dir)):
+        for name, final in (("export", config.export_dir), ("graph", config.graph_dir), ("report.html", config.report)):
             started.append((tmp / name, final, tmp / f"old-{name}"))  # before the swap: undo whatever part of it ran
             _swap_dir(tmp / name, final, tmp / f"old-{name}")
         os.replace(tmp / config.warehouse.name, config.warehouse)
@@ -174,7 +175,7 @@ def _publish(tmp: Path, config: Config) -> None:
 def check_outputs(config: Config) -> None:
     """Stop before any work when an output path is taken by something else."""
     for key, path, kind in (("output.warehouse", config.warehouse, "file"), ("output.export_dir", config.export_dir, "folder"),
-                            ("output.graph_dir", config.graph_dir, "folder")):
+                            ("output.graph_dir", config.graph_dir, "folder"), ("output.report", config.report, "file")):
         wrong = path.exists() and (path.is_dir() if kind == "file" else not path.is_dir())
         if wrong:
             raise ConfigError(f"{config.path}: key '{key}': {path} exists and is not a {kind}. Fix: point {key} elsewhere or move that path away")
@@ -193,7 +194,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
-    for folder in (build_dir, config.export_dir.parent, config.graph_dir.parent):
+    for folder in (build_dir, config.export_dir.parent, config.graph_dir.parent, config.report.parent):
         folder.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(build_dir)
     tmp = build_dir / f".run-{run_id}"
@@ -211,6 +212,8 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             counts["export"] = export_step(con, tmp / "export", run_id)
             summary = summarize(con)
             _record_end(con, run_id, "succeeded", counts)
+            _say(progress, "report (html)")
+            write_report(con, tmp / "report.html")
             con.execute("checkpoint")
         finally:
             con.close()

@@ -94,7 +94,7 @@ def copy_config(config: Path, out_dir: Path, name: str = "journeys.toml") -> Pat
             section = stripped
         if section == "[output]" and "=" in stripped and not stripped.startswith("#"):
             key = stripped.split("=", 1)[0].strip()
-            default = {"warehouse": "journeys.duckdb", "export_dir": "export", "graph_dir": "graph"}[key]
+            default = {"warehouse": "journeys.duckdb", "export_dir": "export", "graph_dir": "graph", "report": "report.html"}[key]
             line = f'{key} = "{(out_dir / "build" / default).as_posix()}"'
         elif stripped.startswith("path = ") and section in ("[[sources]]", "[customers]"):
             rel = stripped.split("=", 1)[1].strip().strip('"')

@@ -50,6 +50,19 @@ def test_outputs_exist(sample_run):
     assert len(list(export.glob("*.parquet"))) >= 10
     assert list((sample_run["build"] / "graph").glob("*.graphml"))
     assert "top bottlenecks" in sample_run["stdout"] and "drop-offs" in sample_run["stdout"]
+    report = sample_run["build"] / "report.html"
+    html = report.read_text()
+    assert 'id="segment-picker"' in html and 'data-segment="region=south"' in html
+    assert "<script src" not in html  # everything inlined: it opens offline
+
+
+def test_report_html_from_the_cli(sample_run, tmp_path):
+    """`journeys report --html PATH` writes the same standalone report from the published warehouse."""
+    out = tmp_path / "again.html"
+    proc = subprocess.run([str(JOURNEYS_BIN), "report", "-c", str(sample_run["config"]), "--html", str(out)],
+                          capture_output=True, text=True, env={"CI": "true"})
+    assert proc.returncode == 0, proc.stderr
+    assert 'id="segment-picker"' in out.read_text()
 
 
 def test_every_input_row_is_accounted_for(sample_run):
