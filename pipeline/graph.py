@@ -1,4 +1,4 @@
-"""The transition graph per segment with networkx: conservation check, likely paths, GraphML.
+"""The transition graph per segment with networkx: conservation check, likely paths, GraphML and DOT.
 
 Works on the aggregated marts (a few hundred edges per segment), never on events.
 """
@@ -14,6 +14,7 @@ import networkx as nx
 import polars as pl
 
 from pipeline import schema
+from pipeline.report import duration
 
 EDGE_ATTRS = ("transitions", "journeys", "customers", "probability", "wait_p50_seconds", "wait_p90_seconds", "wait_mean_seconds")
 NODE_ATTRS = ("journeys", "visits", "exits", "drop_offs", "drop_off_rate", "dwell_p50_seconds", "dwell_p90_seconds", "repeats")
@@ -122,9 +123,91 @@ def write_graphml(graphs: dict[tuple[str, str], nx.DiGraph], out_dir: Path) -> l
     return paths
 
 
+def dot_text(text: str) -> str:
+    """`text` as a DOT double-quoted string whose label shows exactly `text`: backslashes and
+    quotes escaped (so no name can end the string or turn into a Graphviz escape such as \\N or
+    \\l), line breaks as \\n, other control characters as spaces."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    return '"' + re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", text) + '"'
+
+
+NODE_STYLE = {
+    "start": 'shape=oval, style="filled,bold", fillcolor="#e0e0e0"',
+    "end": 'shape=box, style="rounded,filled,bold"',
+    "other": 'shape=box, style="rounded,dashed"',
+    "step": 'shape=box, style="rounded"',
+}
+TERMINAL_FILL = {"CONVERTED": "#c7e9c0", "DROPPED": "#fcbba1", "OPEN": "#deebf7"}
+KIND_ORDER = {"start": 0, "step": 1, "other": 2, "end": 3}
+
+
+def to_dot(g: nx.DiGraph) -> str:
+    """The DOT text of a segment graph (Graphviz: `dot -Tsvg file.dot > file.svg`). Nodes are
+    n1, n2, ... labelled with their name and numbers: a node its visits and drop-offs (with the
+    drop-off rate), START the journeys it starts, a terminal the journeys ending there. Edges
+    are labelled with their transitions and median wait, drawn thicker with more transitions.
+    START and the terminals are filled (CONVERTED green, DROPPED red, OPEN blue), OTHER dashed."""
+    kind = {n: g.nodes[n].get("kind", "step") for n in g}
+    order = sorted(g, key=lambda n: (KIND_ORDER.get(kind[n], 1), schema.TERMINALS.index(n) if n in schema.TERMINALS else 0, n))
+    ids = {n: f"n{i}" for i, n in enumerate(order, start=1)}
+    position = {n: i for i, n in enumerate(order)}
+    title = f"{g.graph.get('segment_key', '')} = {g.graph.get('segment_value', '')} (level {g.graph.get('level', '')})"
+    lines = [
+        "// journeys transition graph: nodes from marts.stage_stats, edges from marts.transitions",
+        "digraph journeys {",
+        f"  graph [rankdir=LR, labelloc=t, fontname=Helvetica, label={dot_text(title)}];",
+        "  node [fontname=Helvetica, fontsize=11];",
+        "  edge [fontname=Helvetica, fontsize=9];",
+    ]
+    for n in order:
+        data = g.nodes[n]
+        if kind[n] == "start":
+            detail = f"{g.out_degree(n, weight='transitions')} journeys"
+        elif kind[n] == "end":
+            detail = f"{g.in_degree(n, weight='transitions')} journeys"
+        elif kind[n] == "other":
+            detail = "folded edges"
+        else:
+            rate = data.get("drop_off_rate")
+            detail = f"visits {data.get('visits', 0)}, drop-offs {data.get('drop_offs', 0)}" + (f" ({rate:.0%})" if rate is not None else "")
+        style = NODE_STYLE.get(kind[n], NODE_STYLE["step"])
+        if n in TERMINAL_FILL:
+            style += f', fillcolor="{TERMINAL_FILL[n]}"'
+        lines.append(f"  {ids[n]} [label={dot_text(n + chr(10) + detail)}, {style}];")
+    widest = max((d.get("transitions", 0) for _, _, d in g.edges(data=True)), default=0) or 1
+    for f, t, data in sorted(g.edges(data=True), key=lambda e: (position[e[0]], position[e[1]])):
+        n = data.get("transitions", 0)
+        label = f"{n}"
+        if data.get("wait_p50_seconds") is not None:
+            label += f", median {duration(data['wait_p50_seconds'])}"
+        if data.get("folded_edges"):
+            label += f" ({data['folded_edges']} edges)"
+        lines.append(f"  {ids[f]} -> {ids[t]} [label={dot_text(label)}, penwidth={1 + 4 * n / widest:.2f}];")
+    starts = " ".join(ids[n] for n in order if kind[n] == "start")
+    ends = " ".join(ids[n] for n in order if kind[n] == "end")
+    if starts:
+        lines.append(f"  {{ rank=source; {starts} }}")
+    if ends:
+        lines.append(f"  {{ rank=sink; {ends} }}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_dot(graphs: dict[tuple[str, str], nx.DiGraph], out_dir: Path) -> list[Path]:
+    """One DOT file per segment, named as its GraphML file (Graphviz renders them)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for (key, value), g in graphs.items():
+        path = out_dir / f"{_safe(key)}={_safe(value)}.dot"
+        path.write_text(to_dot(g), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 def analyse(con: duckdb.DuckDBPyConnection, graph_dir: Path, top_edges: int | None = None, min_transitions: int = 0) -> dict:
-    """Write marts.likely_paths (from the full graphs) and one GraphML file per segment
-    (folded for readability when top_edges or min_transitions is set)."""
+    """Write marts.likely_paths (from the full graphs) and, per segment, one GraphML and one DOT
+    file (folded for readability when top_edges or min_transitions is set)."""
     graphs = segment_graphs(con)
     paths = likely_paths(graphs)
     con.register("_likely_paths", paths.to_arrow())
@@ -132,4 +215,5 @@ def analyse(con: duckdb.DuckDBPyConnection, graph_dir: Path, top_edges: int | No
     con.unregister("_likely_paths")
     readable = {k: fold_edges(g, top_edges, min_transitions) for k, g in graphs.items()}
     files = write_graphml(readable, graph_dir)
-    return {"segments": len(graphs), "graphml_files": len(files)}
+    dots = write_dot(readable, graph_dir)
+    return {"segments": len(graphs), "graphml_files": len(files), "dot_files": len(dots)}

@@ -99,10 +99,13 @@ def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables, segments_long: 
 
 
 def build_marts(con: duckdb.DuckDBPyConnection) -> None:
-    """Every mart of sql/marts, then the p-values of marts.segment_comparison."""
+    """Every mart of sql/marts, the p-values of marts.segment_comparison, then the analyst
+    views of sql/views (views read the marts when queried, so they are made last)."""
     for name in warehouse.MARTS:
         warehouse.run_sql_file(con, name)
     stats.add_p_values(con)
+    for name in warehouse.VIEWS:
+        warehouse.run_sql_file(con, name)
 
 
 class LawError(RuntimeError):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMAS = ("staging", "core", "marts", "meta")
+SCHEMAS = ("staging", "core", "marts", "meta", "views")
 DDL = (
     "meta/schemas.sql",
     "staging/events.sql",
@@ -34,6 +34,8 @@ MARTS = (
     "marts/repeat_contacts.sql",
     "marts/segment_comparison.sql",
 )
+# Analyst views over core and marts (schema views, made by each file): run after the marts.
+VIEWS = ("views/journey_paths.sql", "views/stage_dwell.sql", "views/rankings.sql")
 
 
 def sql_dir() -> Path:
