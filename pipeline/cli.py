@@ -168,7 +168,7 @@ def build(config_path: str, as_json: bool, as_of: str | None) -> None:
 @cli.command()
 @common_options
 def export(config_path: str, as_json: bool) -> None:
-    """Export core and marts tables as Parquet, with manifest.json.
+    """Export core, marts and views as Parquet (core.steps and core.moves partitioned by date), with manifest.json.
 
     \b
     Example:
@@ -318,7 +318,7 @@ def format_summary(result, config) -> str:
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
         f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting): all hold",
-        f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML), "
+        f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML + DOT), "
         f"{config.report} (open it in a browser)",
         "",
         *format_findings(s),

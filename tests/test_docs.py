@@ -38,7 +38,7 @@ def undocumented(db: Path) -> list[str]:
     actual: dict[str, dict[str, str]] = {}
     for schema, table, column, dtype in con.execute(
         "select schema_name, table_name, column_name, data_type from duckdb_columns() "
-        "where database_name = current_database() and schema_name in ('staging', 'core', 'marts', 'meta') "
+        "where database_name = current_database() and schema_name in ('staging', 'core', 'marts', 'meta', 'views') "
         "order by schema_name, table_name, column_index"
     ).fetchall():
         actual.setdefault(f"{schema}.{table}", {})[column] = dtype

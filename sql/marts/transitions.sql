@@ -21,7 +21,8 @@ edges as (
         count(distinct m.customer_id) as customers,
         quantile_cont(m.wait_seconds, 0.5) as wait_p50_seconds,
         quantile_cont(m.wait_seconds, 0.9) as wait_p90_seconds,
-        avg(m.wait_seconds) as wait_mean_seconds
+        -- mean of whole microseconds: an exact integer sum, so reruns agree to the last bit
+        avg(cast(round(m.wait_seconds * 1e6) as bigint)) / 1e6 as wait_mean_seconds
     from moves as m
     join segments as s using (customer_id)
     group by all
