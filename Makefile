@@ -34,8 +34,10 @@ system-deps:
 run: setup
 	$(VENV)/bin/journeys run --config $(CONFIG)
 
+# test artifacts (the HTML report's browser screenshot) go to build/test-artifacts/
 test: setup-test
-	$(VENV)/bin/python -m pytest -q
+	mkdir -p build/test-artifacts
+	JOURNEYS_ARTIFACTS=$(CURDIR)/build/test-artifacts $(VENV)/bin/python -m pytest -q
 
 sample: setup
 	$(VENV)/bin/journeys sample --customers 2000 --seed 7 --out data/sample
