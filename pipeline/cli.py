@@ -102,12 +102,16 @@ def cli(verbose: bool) -> None:
 @cli.command()
 @common_options
 @as_of_option
-def run(config_path: str, as_json: bool, as_of: str | None) -> None:
+@click.option("--full-refresh", is_flag=True, help="Read every input file and rebuild everything (default: only new or changed files).")
+def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) -> None:
     """Run the whole pipeline for a config and publish its outputs atomically.
 
-    Ingests every source into the DuckDB warehouse, sessionizes and labels
-    journeys, builds the marts and the transition graph, and exports Parquet.
-    A failed run leaves the previous outputs whole.
+    Ingests the sources into the DuckDB warehouse, sessionizes and labels
+    journeys, builds the marts and the transition graph, exports Parquet and
+    writes the HTML report. Incremental by default: only new or changed input
+    files are read and only the customers they touch are sessionized again
+    (a changed config, or --full-refresh, rebuilds everything). A failed run
+    leaves the previous outputs whole.
 
     \b
     Example:
@@ -118,7 +122,8 @@ def run(config_path: str, as_json: bool, as_of: str | None) -> None:
 
     config = _load(config_path)
     try:
-        result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None)
+        result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None,
+                              full_refresh=full_refresh)
     except click.ClickException:
         raise
     except Exception as e:
@@ -312,8 +317,9 @@ def format_summary(result, config) -> str:
 
     ing, bld, s = result.counts["ingest"], result.counts["build"], result.summary
     lines = [
-        f"run {result.run_id}: {result.status}",
-        f"events in: {ing['rows_read']} rows read, {ing['loaded']} loaded, {ing['duplicates']} duplicates, {ing['quarantined']} quarantined"
+        f"run {result.run_id}: {result.status} ({result.counts['mode']}: {result.counts['mode_reason']})",
+        f"events in: {ing['files']} files read ({ing['files_withdrawn']} withdrawn), {ing['rows_read']} rows read, "
+        f"{ing['loaded']} loaded, {ing['duplicates']} duplicates, {ing['quarantined']} quarantined"
         + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",

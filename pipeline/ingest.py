@@ -354,23 +354,123 @@ def _unreadable(source: Source, path: str, error: Exception) -> Exception:
     return ConfigError(f"{where}: the file cannot be read as {source.format}: {text.splitlines()[0]}. Fix: check the file and the source's format and delimiter")
 
 
-def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None) -> list[FileCount]:
-    """Load every source of `config` into staging.events and staging.quarantine.
+CANONICAL = "event_id, customer_id, identifiers, ts, channel, event_type, source, source_file, source_row, properties, batch_id, content_hash"
 
-    Replaces the staging tables' contents (a full load). Returns the counts per
-    file; rows_read = loaded + duplicates + quarantined holds for each.
+
+def _settle(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """Decide every event id in _ids again from all its valid rows: those in staging.events,
+    staging.duplicates and _new (this run's rows). The earliest row by (file, line) wins and
+    is in staging.events; the others go to staging.duplicates, and those whose content
+    differs from the winner's are also quarantined as duplicate_event_id. The customers of
+    every row involved are added to _affected_customers."""
+    con.execute(
+        f"""
+        create or replace temp table _candidates as
+        select {CANONICAL}, cast(null as varchar) as raw_line from staging.events where event_id in (select event_id from _ids)
+        union all
+        select {CANONICAL}, raw_line from staging.duplicates where event_id in (select event_id from _ids)
+        union all
+        select {CANONICAL}, raw_line from _new
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table _ranked as
+        select *,
+               row_number() over w as nth,
+               first(content_hash) over (w rows between unbounded preceding and unbounded following) as first_hash
+        from _candidates
+        window w as (partition by event_id order by source_file, source_row)
+        """
+    )
+    con.execute(
+        """
+        delete from staging.events where event_id in (select event_id from _ids);
+        delete from staging.duplicates where event_id in (select event_id from _ids);
+        delete from staging.quarantine where reason = 'duplicate_event_id' and event_id in (select event_id from _ids);
+        insert into _affected_customers select distinct customer_id from _candidates;
+        """
+    )
+    con.execute(f"insert into staging.events by name select {CANONICAL} from _ranked where nth = 1")
+    con.execute(
+        f"insert into staging.duplicates by name select {CANONICAL}, raw_line, content_hash <> first_hash as is_conflict "
+        "from _ranked where nth > 1"
+    )
+    con.execute(
+        """
+        insert into staging.quarantine by name
+        select source, source_file, source_row, raw_line, 'duplicate_event_id' as reason,
+               'event id ' || event_id || ' already loaded with different content' as detail,
+               coalesce(batch_id, ?) as batch_id, event_id
+        from _ranked where nth > 1 and content_hash <> first_hash
+        """,
+        [batch_id],
+    )
+    con.execute("drop table _candidates; drop table _ranked")
+
+
+def withdraw_files(con: duckdb.DuckDBPyConnection, files: list[str], batch_id: str) -> None:
+    """Take the rows of `files` (changed or removed inputs) out of staging, and settle their
+    event ids again from the rows that remain (a duplicate in another file may now win)."""
+    if not files:
+        return
+    con.execute("create temp table if not exists _affected_customers (customer_id varchar)")
+    con.execute(
+        """
+        create or replace temp table _ids as
+        select distinct event_id from staging.events where source_file in (select unnest(?))
+        union
+        select distinct event_id from staging.duplicates where source_file in (select unnest(?))
+        """,
+        [files, files],
+    )
+    con.execute("create or replace temp table _withdrawn as select unnest(?) as source_file", [files])
+    con.execute(
+        """
+        insert into _affected_customers
+        select customer_id from staging.events where source_file in (select source_file from _withdrawn)
+        union all
+        select customer_id from staging.duplicates where source_file in (select source_file from _withdrawn);
+        delete from staging.events where source_file in (select source_file from _withdrawn);
+        delete from staging.duplicates where source_file in (select source_file from _withdrawn);
+        delete from staging.quarantine where source_file in (select source_file from _withdrawn);
+        drop table _withdrawn;
+        """
+    )
+    con.execute(f"create or replace temp table _new as select {CANONICAL}, cast(null as varchar) as raw_line from staging.events where false")
+    _settle(con, batch_id)
+    con.execute("drop table _ids; drop table _new")
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None, files: set[str] | None = None
+) -> list[FileCount]:
+    """Load sources of `config` into staging.events, staging.duplicates and staging.quarantine.
+
+    With `files` None, staging is emptied and every file is read (a full load);
+    otherwise only those files are read and added to what staging holds (the
+    incremental case: the caller has withdrawn changed files first). Either way the
+    event ids met are settled again over all their rows, so the result equals a full
+    load of the same files. The customers whose rows were touched are collected in the
+    temp table _affected_customers. Returns the counts per file read; rows_read =
+    loaded + duplicates + quarantined holds for each.
     """
     con.execute("set TimeZone = 'UTC'")
     validate_inputs(config)
-    con.execute("delete from staging.events; delete from staging.quarantine")
+    con.execute("create temp table if not exists _affected_customers (customer_id varchar)")
+    if files is None:
+        con.execute("delete from staging.events; delete from staging.duplicates; delete from staging.quarantine")
     counts: list[FileCount] = []
     for source in config.sources:
         cols = source.columns()
+        to_read = [p for p in source.files if files is None or p in files]
+        if not to_read:
+            continue
         con.execute(
             f"create or replace temp table _raw (source_file varchar, source_row bigint, raw_line varchar, "
             f"malformed boolean, detail varchar, {_raw_columns(len(cols))})"
         )
-        for path in source.files:
+        for path in to_read:
             counts.append(FileCount(source.name, path, os.path.getsize(path), file_sha256(path)))
             reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[source.format]
             try:
@@ -382,62 +482,55 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progre
         params = Params()
         canonical = _canonical_sql(source, config, params)
         con.execute(f"create or replace temp table _canon as select *, {_REASON} as reason from ({canonical})", params)
-        # dedupe valid rows by event id in input order: same content = duplicate, else quarantine
         con.execute(
             """
-            create or replace temp table _ranked as
-            select *, md5(coalesce(raw_line, '')) as content_hash,
-                   row_number() over (partition by event_id order by source_file, source_row) as nth,
-                   first(md5(coalesce(raw_line, ''))) over (partition by event_id order by source_file, source_row
-                                                           rows between unbounded preceding and unbounded following) as first_hash
-            from _canon where reason is null
-            """
-        )
-        con.execute(
-            """
-            insert into staging.events
-            select event_id, customer_id, identifiers, ts, channel, event_type, ? as source,
-                   source_file, source_row, properties, ? as batch_id
-            from _ranked where nth = 1
-            """,
-            [source.name, batch_id],
-        )
-        con.execute(
-            """
-            insert into staging.quarantine
+            insert into staging.quarantine by name
             select ? as source, source_file, source_row, raw_line, reason,
                    case reason
                        when 'malformed_line' then detail
-                       when 'unparseable_timestamp' then 'timestamp ' || coalesce('''' || ts_raw || '''', 'missing')
+                       when 'unparseable_timestamp' then 'timestamp ' || coalesce(chr(39) || ts_raw || chr(39), 'missing')
                        when 'timestamp_out_of_range' then 'timestamp ' || cast(ts as varchar)
                        else null
                    end as detail, ? as batch_id
             from _canon where reason is not null
-            union all
-            select ?, source_file, source_row, raw_line, 'duplicate_event_id',
-                   'event id ' || event_id || ' already loaded with different content', ?
-            from _ranked where nth > 1 and content_hash <> first_hash
             """,
-            [source.name, batch_id, source.name, batch_id],
+            [source.name, batch_id],
         )
+        con.execute(
+            f"""
+            create or replace temp table _new as
+            select event_id, customer_id, identifiers, ts, channel, event_type, cast(? as varchar) as source,
+                   source_file, source_row, properties, cast(? as varchar) as batch_id,
+                   md5(coalesce(raw_line, '')) as content_hash, raw_line
+            from _canon where reason is null
+            """,
+            [source.name, batch_id],
+        )
+        con.execute("create or replace temp table _ids as select distinct event_id from _new")
+        _settle(con, batch_id)
         per_file = {
             row[0]: row[1:]
             for row in con.execute(
                 """
-                select c.source_file,
-                       count(*) as rows_read,
-                       count(*) filter (where c.reason is null and k.nth = 1) as loaded,
-                       count(*) filter (where c.reason is null and k.nth > 1 and k.content_hash = k.first_hash) as duplicates,
-                       count(*) filter (where c.reason is not null or (k.nth > 1 and k.content_hash <> k.first_hash)) as quarantined
-                from _canon c left join _ranked k using (source_file, source_row)
-                group by c.source_file
+                with read as (select source_file, count(*) as n from _canon group by all),
+                loaded as (select source_file, count(*) as n from staging.events
+                           where source_file in (select source_file from read) group by all),
+                duplicates as (select source_file, count(*) as n from staging.duplicates
+                               where not is_conflict and source_file in (select source_file from read) group by all),
+                quarantined as (select source_file, count(*) as n from staging.quarantine
+                                where source_file in (select source_file from read) group by all)
+                select r.source_file, r.n, coalesce(l.n, 0), coalesce(d.n, 0), coalesce(q.n, 0)
+                from read as r
+                left join loaded as l using (source_file)
+                left join duplicates as d using (source_file)
+                left join quarantined as q using (source_file)
                 """
             ).fetchall()
         }
         for fc in counts:
             if fc.source == source.name and fc.source_file in per_file:
                 fc.rows_read, fc.loaded, fc.duplicates, fc.quarantined = per_file[fc.source_file]
-        con.execute("drop table _raw; drop table _canon; drop table _ranked")
+        con.execute("drop table _raw; drop table _canon; drop table _new; drop table _ids")
     return counts
 
 

@@ -35,6 +35,7 @@ class MartSettings:
     alpha: float = 0.05
     contact_channels: Sequence[str] = ("call_center",)
     contact_window: int = 7 * 86400
+    journey_timeout: int | None = 30 * 86400
 
     @classmethod
     def from_config(cls, config) -> "MartSettings":
@@ -49,6 +50,7 @@ class MartSettings:
             alpha=config.alpha,
             contact_channels=config.contact_channels,
             contact_window=config.contact_window,
+            journey_timeout=config.journey_timeout,
         )
 
 
@@ -65,6 +67,7 @@ def write_settings(con: duckdb.DuckDBPyConnection, settings: MartSettings, as_of
         "alpha": str(settings.alpha),
         "contact_channels": "[" + ", ".join(settings.contact_channels) + "]",
         "contact_window_seconds": str(settings.contact_window),
+        "journey_timeout_seconds": None if settings.journey_timeout is None else str(settings.journey_timeout),
     }
     con.executemany("insert into meta.settings values (?, ?)", [[k, v] for k, v in values.items()])
     con.executemany("insert into meta.funnel_stages values (?, ?)", [[i + 1, s] for i, s in enumerate(settings.funnel_stages)])
@@ -72,11 +75,19 @@ def write_settings(con: duckdb.DuckDBPyConnection, settings: MartSettings, as_of
         con.executemany("insert into meta.segment_keys values (?)", [[s] for s in settings.segment_keys])
 
 
-def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables, segments_long: pa.Table | pl.DataFrame | None = None) -> None:
-    """core.steps / sessions / journeys from the build output, then customer segments, visits and moves.
+def write_core(
+    con: duckdb.DuckDBPyConnection,
+    core: CoreTables,
+    segments_long: pa.Table | pl.DataFrame | None = None,
+    only_customers: bool = False,
+) -> None:
+    """core.steps / sessions / journeys from the build output, then journey status at the
+    as-of time, customer segments, visits and moves.
 
-    `segments_long` has one row per customer and segment key (customer_id,
-    segment_key, segment_value); customers absent from it get '(unknown)'.
+    With `only_customers`, `core` holds the rebuilt histories of the customers in the temp
+    table _affected_customers: their rows are replaced and every other customer's kept (an
+    incremental run). `segments_long` has one row per customer and segment key
+    (customer_id, segment_key, segment_value); customers absent from it get '(unknown)'.
     """
     if segments_long is None:
         segments_long = pl.DataFrame(schema=SEGMENTS_LONG_SCHEMA)
@@ -91,6 +102,12 @@ def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables, segments_long: 
     for name, table in inputs.items():
         con.register(name, table)
     try:
+        for name, table in warehouse.BUILT.items():
+            sql = (warehouse.sql_dir() / name).read_text()
+            if only_customers:
+                con.execute(f"delete from {table} where customer_id in (select customer_id from _affected_customers)")
+                sql = sql.replace(f"create or replace table {table} as", f"insert into {table}")
+            con.execute(sql)
         for name in warehouse.CORE:
             warehouse.run_sql_file(con, name)
     finally:
@@ -127,9 +144,11 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
     return len(checks)
 
 
-def read_events(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """staging.events, the columns the build step reads."""
+def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
+    """staging.events, the columns the build step reads (only the customers in the temp
+    table _affected_customers when `only_affected`)."""
+    where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
     return con.sql(
         "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
-        "cast(properties as varchar) as properties from staging.events"
+        "cast(properties as varchar) as properties from staging.events" + where
     ).pl()

@@ -51,16 +51,39 @@ def _say(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
-def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, progress: Progress | None = None) -> dict:
-    """Sources -> staging.events, staging.quarantine, staging.customers; counts per file to meta."""
-    files = ingest.ingest(con, config, batch_id=run_id, progress=(lambda s, p: _say(progress, f"read {s}: {Path(p).name}")))
+def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, progress: Progress | None = None,
+                incremental: bool = False) -> dict:
+    """Sources -> staging (events, duplicates, quarantine) and staging.customers; counts per file
+    to meta.ingest_files and the files now in staging to meta.source_files.
+
+    Incremental: only files that are new or whose checksum changed are read; the rows of
+    changed or removed files are withdrawn first."""
+    say = lambda s, p: _say(progress, f"read {s}: {Path(p).name}")  # noqa: E731
+    current = {path: (source.name, os.path.getsize(path), ingest.file_sha256(path)) for source in config.sources for path in source.files}
+    con.execute("create or replace temp table _affected_customers (customer_id varchar)")
+    if incremental:
+        known = dict(con.execute("select source_file, sha256 from meta.source_files").fetchall())
+        gone = sorted(f for f, sha in known.items() if current.get(f, (None, None, None))[2] != sha)
+        ingest.withdraw_files(con, gone, run_id)
+        con.execute("delete from meta.source_files where source_file in (select unnest(?))", [gone or [""]])
+        to_read = {f for f, (_, _, sha) in current.items() if known.get(f) != sha}
+        files = ingest.ingest(con, config, batch_id=run_id, progress=say, files=to_read)
+    else:
+        con.execute("delete from meta.source_files")
+        gone = []
+        files = ingest.ingest(con, config, batch_id=run_id, progress=say)
     ingest.load_customers(con, config)
-    con.executemany(
-        "insert into meta.ingest_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [[run_id, f.source, f.source_file, f.bytes, f.sha256, f.rows_read, f.loaded, f.duplicates, f.quarantined] for f in files],
-    )
+    if files:
+        con.executemany(
+            "insert into meta.ingest_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[run_id, f.source, f.source_file, f.bytes, f.sha256, f.rows_read, f.loaded, f.duplicates, f.quarantined] for f in files],
+        )
+        con.executemany("insert into meta.source_files values (?, ?, ?, ?, ?)",
+                        [[f.source, f.source_file, f.bytes, f.sha256, run_id] for f in files])
     return {
+        "mode": "incremental" if incremental else "full",
         "files": len(files),
+        "files_withdrawn": len(gone),
         "rows_read": sum(f.rows_read for f in files),
         "loaded": sum(f.loaded for f in files),
         "duplicates": sum(f.duplicates for f in files),
@@ -76,26 +99,36 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetim
     return chosen.astimezone(timezone.utc)
 
 
-def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, as_of: datetime | None = None, progress: Progress | None = None) -> dict:
-    """staging -> core (Polars) -> marts (SQL) -> graph checks, likely paths, GraphML."""
+def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, as_of: datetime | None = None,
+               progress: Progress | None = None, incremental: bool = False) -> dict:
+    """staging -> core (Polars) -> marts (SQL) -> graph checks, likely paths, GraphML.
+
+    Incremental: only the customers in _affected_customers (those an ingest touched) are
+    sessionized again, from their complete histories; every journey's status is then
+    judged again at the as-of time, and everything after core is rebuilt."""
     as_of = resolve_as_of(con, config, as_of)
     _say(progress, "sessionize and label (polars)")
-    core = build_journeys(marts.read_events(con), BuildSettings.from_config(config), as_of)
+    events = marts.read_events(con, only_affected=incremental)
+    core = build_journeys(events, BuildSettings.from_config(config), as_of)
     marts.write_settings(con, marts.MartSettings.from_config(config), as_of)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
-    marts.write_core(con, core, con.sql(sql, params=params).pl())
+    marts.write_core(con, core, con.sql(sql, params=params).pl(), only_customers=incremental)
     _say(progress, "marts (sql/)")
     marts.build_marts(con)
     laws = marts.check_laws(con)
     _say(progress, "graph (networkx)")
     info = graph.analyse(con, graph_dir, config.top_edges, config.min_transitions)
     statuses = dict(con.execute("select status, count(*) from core.journeys group by status").fetchall())
+    steps, sessions, journeys = con.execute(
+        "select (select count(*) from core.steps), (select count(*) from core.sessions), (select count(*) from core.journeys)"
+    ).fetchall()[0]
     return {
         "as_of": as_of.isoformat(),
-        "steps": core.steps.height,
-        "sessions": core.sessions.height,
-        "journeys": core.journeys.height,
+        "customers_rebuilt": core.journeys["customer_id"].n_unique(),
+        "steps": steps,
+        "sessions": sessions,
+        "journeys": journeys,
         "journeys_by_status": {s: statuses.get(s, 0) for s in ("converted", "dropped", "open")},
         "laws_checked": laws,
         "unlabelled_steps": int(con.execute("select count(*) from core.steps where stage = 'unlabelled'").fetchall()[0][0]),
@@ -181,16 +214,54 @@ def check_outputs(config: Config) -> None:
             raise ConfigError(f"{config.path}: key '{key}': {path} exists and is not a {kind}. Fix: point {key} elsewhere or move that path away")
 
 
-def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
-    """Everything for a config, published atomically. Raises on failure (outputs untouched)."""
+def choose_mode(config: Config, full_refresh: bool = False) -> tuple[str, str]:
+    """('incremental', why) when the published warehouse was made by a successful `journeys run`
+    of this same config and package version; else ('full', why)."""
+    if full_refresh:
+        return "full", "--full-refresh"
+    if not config.warehouse.exists():
+        return "full", "no warehouse yet"
+    try:
+        con = duckdb.connect(str(config.warehouse), read_only=True)
+    except duckdb.Error as e:
+        return "full", f"the warehouse could not be read ({e})"
+    try:
+        last = con.execute(
+            "select command, config_hash, package_version from meta.runs where status = 'succeeded' "
+            "order by started_at desc limit 1"
+        ).fetchall()
+    except duckdb.Error:
+        last = []
+    finally:
+        con.close()
+    if not last:
+        return "full", "no successful run in the warehouse"
+    command, config_hash, version = last[0]
+    if command != "run":
+        return "full", f"the last successful step was `journeys {command}`, not a whole run"
+    if config_hash != config.hash:
+        return "full", "the config changed since the last run"
+    if version != __version__:
+        return "full", f"journeys changed from {version} to {__version__}"
+    return "incremental", "new or changed input files only"
+
+
+def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None,
+                 full_refresh: bool = False) -> RunResult:
+    """Everything for a config, published atomically. Raises on failure (outputs untouched).
+
+    Incremental by default (see choose_mode): only new or changed input files are read and
+    only the customers they touch are sessionized again; the result equals a full rebuild."""
     ingest.validate_inputs(config)  # before any output folder is made
     check_outputs(config)
     run_id = new_run_id()
     with run_lock(config.warehouse.parent, run_id, "run"):
-        return _run_locked(config, run_id, as_of, progress)
+        mode, why = choose_mode(config, full_refresh)
+        return _run_locked(config, run_id, as_of, progress, mode, why)
 
 
-def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: Progress | None) -> RunResult:
+def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: Progress | None,
+                mode: str = "full", why: str = "") -> RunResult:
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
@@ -199,15 +270,19 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     _clear_leftovers(build_dir)
     tmp = build_dir / f".run-{run_id}"
     tmp.mkdir()
-    counts: dict = {}
+    counts: dict = {"mode": mode, "mode_reason": why}
+    incremental = mode == "incremental"
     try:
+        if incremental:
+            shutil.copy2(final_db, tmp / final_db.name)  # work on a copy: the published file stays whole
         con = warehouse.connect(tmp / final_db.name)
         try:
-            _carry_history(con, final_db)
+            if not incremental:
+                _carry_history(con, final_db)
             _record_start(con, run_id, "run", config, started)
-            _say(progress, "ingest (duckdb)")
-            counts["ingest"] = ingest_step(con, config, run_id, progress)
-            counts["build"] = build_step(con, config, tmp / "graph", as_of, progress)
+            _say(progress, f"ingest (duckdb, {mode}: {why})")
+            counts["ingest"] = ingest_step(con, config, run_id, progress, incremental=incremental)
+            counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental)
             _say(progress, "export (parquet)")
             counts["export"] = export_step(con, tmp / "export", run_id)
             summary = summarize(con)

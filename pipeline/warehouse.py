@@ -15,13 +15,16 @@ DDL = (
     "meta/schemas.sql",
     "staging/events.sql",
     "staging/quarantine.sql",
+    "staging/duplicates.sql",
     "meta/runs.sql",
     "meta/ingest_files.sql",
     "meta/settings.sql",
     "meta/funnel_stages.sql",
     "meta/segment_keys.sql",
+    "meta/source_files.sql",
 )
-CORE = ("core/steps.sql", "core/sessions.sql", "core/journeys.sql", "core/customer_segments.sql", "core/visits.sql", "core/moves.sql")
+BUILT = {"core/steps.sql": "core.steps", "core/sessions.sql": "core.sessions", "core/journeys.sql": "core.journeys"}  # from the build output
+CORE = ("core/journey_status.sql", "core/customer_segments.sql", "core/visits.sql", "core/moves.sql")  # from core, every run
 MARTS = (
     "marts/transitions.sql",
     "marts/stage_stats.sql",

@@ -62,7 +62,8 @@ def marts_db(
     core = build_journeys(events, settings, as_of)
     keys = sorted(set(segments_long["segment_key"])) if segments_long is not None and segments_long.height else []
     mart_settings = marts.MartSettings(
-        level=settings.level, goal_stage=settings.goal_stage, funnel_stages=tuple(stage_order), segment_keys=keys, **mart_options
+        level=settings.level, goal_stage=settings.goal_stage, funnel_stages=tuple(stage_order), segment_keys=keys,
+        journey_timeout=settings.journey_timeout, **mart_options
     )
     marts.write_settings(con, mart_settings, as_of)
     marts.write_core(con, core, segments_long)

@@ -11,5 +11,6 @@ create table if not exists staging.events (
     source_file  varchar,
     source_row   bigint,
     properties   json,
-    batch_id     varchar
+    batch_id     varchar,
+    content_hash varchar    -- md5 of the raw line: same id + same hash = a duplicate
 );

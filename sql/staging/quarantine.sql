@@ -7,5 +7,6 @@ create table if not exists staging.quarantine (
     raw_line     varchar,
     reason       varchar not null,
     detail       varchar,
-    batch_id     varchar
+    batch_id     varchar,
+    event_id     varchar    -- set for duplicate_event_id rows
 );
