@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import os
 import re
 import tomllib
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ ENCODINGS = ("utf-8", "utf-16", "latin-1")  # what DuckDB's CSV reader decodes w
 TIME_FORMATS_HELP = "'iso', 'epoch', 'epoch_ms' or a strptime pattern such as '%Y-%m-%d %H:%M:%S'"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PSEUDONYM_KEY_ENV = "JOURNEYS_PSEUDONYM_KEY"  # default [privacy] key_env
+PSEUDONYM_KEY_MIN_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -131,6 +134,8 @@ class Config:
     contact_window: int = 7 * 86400
     top_edges: int | None = None  # readable graph: keep the top N out-edges per node, fold the rest
     min_transitions: int = 0  # readable graph: fold edges with fewer transitions
+    pseudonymize: bool = False  # [privacy]: replace customer identifiers with keyed hashes
+    key_env: str = PSEUDONYM_KEY_ENV  # the environment variable holding that key (never the key itself)
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -188,6 +193,12 @@ class _Reader:
                     f"remove it or use one of: {', '.join(sorted(allowed))}",
                     section,
                 )
+
+
+def _absolute(path: Path) -> Path:
+    """An absolute, normalised path that does not follow symlinks (output paths are links
+    into the published version, and must stay the paths the config names)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def parse_duration(value: Any) -> int | None:
@@ -248,6 +259,25 @@ def _timestamp(value: Any) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
+def pseudonym_key_problem(key_env: str) -> str | None:
+    """What is wrong with the pseudonymization key in environment variable `key_env`, or None.
+    The message never contains the key."""
+    key = os.environ.get(key_env)
+    if not key:
+        return f"environment variable {key_env} is {'empty' if key == '' else 'not set'}, and privacy.pseudonymize = true needs the secret key there"
+    if len(key) < PSEUDONYM_KEY_MIN_LENGTH:
+        return f"the key in environment variable {key_env} has {len(key)} characters, fewer than {PSEUDONYM_KEY_MIN_LENGTH}"
+    return None
+
+
+def pseudonym_key_fix(key_env: str) -> str:
+    return (
+        f"set {key_env} to a secret of at least {PSEUDONYM_KEY_MIN_LENGTH} characters from your secret store "
+        f"(e.g. export {key_env}=\"$(openssl rand -hex 32)\" once, then keep that value: another key gives other pseudonyms), "
+        "or set privacy.pseudonymize = false"
+    )
+
+
 # --------------------------------------------------------------------------- load
 
 
@@ -263,7 +293,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -271,10 +301,10 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
     output = raw.get("output", {})
     r.check_keys(output, {"warehouse", "export_dir", "graph_dir", "report"}, "output", "output")
-    warehouse = (base / output.get("warehouse", "build/journeys.duckdb")).resolve()
-    export_dir = (base / output.get("export_dir", "build/export")).resolve()
-    graph_dir = (base / output.get("graph_dir", "build/graph")).resolve()
-    report = (base / output["report"]).resolve() if "report" in output else warehouse.parent / "report.html"
+    warehouse = _absolute(base / output.get("warehouse", "build/journeys.duckdb"))
+    export_dir = _absolute(base / output.get("export_dir", "build/export"))
+    graph_dir = _absolute(base / output.get("graph_dir", "build/graph"))
+    report = _absolute(base / output["report"]) if "report" in output else warehouse.parent / "report.html"
 
     ingest = raw.get("ingest", {})
     r.check_keys(ingest, {"min_timestamp", "max_future"}, "ingest", "ingest")
@@ -405,6 +435,19 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
     if contact_window is None:
         raise r.fail("repeat_contacts.window", "must be a duration", 'write e.g. window = "7d"', "repeat_contacts")
 
+    privacy = raw.get("privacy", {})
+    r.check_keys(privacy, {"pseudonymize", "key_env"}, "privacy", "privacy")
+    pseudonymize = privacy.get("pseudonymize", False)
+    if not isinstance(pseudonymize, bool):
+        raise r.fail("privacy.pseudonymize", f"{pseudonymize!r} is not true or false", "write pseudonymize = true or pseudonymize = false", "privacy")
+    key_env = privacy.get("key_env", PSEUDONYM_KEY_ENV)
+    if not isinstance(key_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        raise r.fail("privacy.key_env", f"{key_env!r} is not an environment variable name", f'write the name of the variable holding the key, e.g. key_env = "{PSEUDONYM_KEY_ENV}"', "privacy")
+    if pseudonymize and check_files:
+        problem = pseudonym_key_problem(key_env)
+        if problem:
+            raise r.fail("privacy.key_env", problem, pseudonym_key_fix(key_env), "privacy")
+
     return Config(
         path=path.resolve(),
         name=str(project.get("name", path.stem)),
@@ -435,6 +478,8 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         contact_window=contact_window,
         top_edges=top_edges,
         min_transitions=min_transitions,
+        pseudonymize=pseudonymize,
+        key_env=key_env,
         text=text,
     )
 

@@ -174,35 +174,59 @@ def _carry_history(con: duckdb.DuckDBPyConnection, previous: Path) -> None:
         con.execute("detach previous")
 
 
-def _clear_leftovers(build_dir: Path) -> None:
-    """Remove temporary folders of runs that were killed before publishing."""
-    for leftover in build_dir.glob(".run-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+VERSIONS = ".versions"  # beside the warehouse: one folder per published or running version
+CURRENT = "current"  # symlink in VERSIONS to the published version's folder
 
 
-def _swap_dir(new: Path, final: Path, trash: Path) -> None:
-    if final.exists():
-        final.rename(trash)
-    new.rename(final)
+def versions_dir(config: Config) -> Path:
+    return config.warehouse.parent / VERSIONS
 
 
-def _publish(tmp: Path, config: Config) -> None:
-    """Swap the new export and graph folders and the report in, then the warehouse file last
-    (one atomic rename). If anything fails, the folders already swapped are put back, so the previous
-    outputs stay whole."""
-    started: list[tuple[Path, Path, Path]] = []
+def _outputs(config: Config) -> tuple[tuple[Path, str], ...]:
+    """Each output path and its name inside a version folder."""
+    return ((config.warehouse, config.warehouse.name), (config.export_dir, "export"),
+            (config.graph_dir, "graph"), (config.report, "report.html"))
+
+
+def _symlink(target: Path | str, link: Path) -> None:
+    """Create or replace `link` -> `target` in one atomic rename."""
+    staged = link.with_name(f".{link.name}.{os.getpid()}.link")
+    staged.unlink(missing_ok=True)
+    os.symlink(target, staged)
     try:
-        for name, final in (("export", config.export_dir), ("graph", config.graph_dir), ("report.html", config.report)):
-            started.append((tmp / name, final, tmp / f"old-{name}"))  # before the swap: undo whatever part of it ran
-            _swap_dir(tmp / name, final, tmp / f"old-{name}")
-        os.replace(tmp / config.warehouse.name, config.warehouse)
+        os.replace(staged, link)
     except BaseException:
-        for new, final, trash in reversed(started):
-            if final.exists() and not new.exists():
-                final.rename(new)
-            if trash.exists():
-                trash.rename(final)
+        staged.unlink(missing_ok=True)
         raise
+
+
+def _clear_leftovers(config: Config) -> None:
+    """Remove version folders other than the published one (killed or superseded runs)."""
+    versions = versions_dir(config)
+    current = (versions / CURRENT).resolve() if (versions / CURRENT).is_symlink() else None
+    for leftover in versions.glob("*"):
+        if leftover.name != CURRENT and leftover.resolve() != current:
+            shutil.rmtree(leftover, ignore_errors=True)
+    for legacy in config.warehouse.parent.glob(".run-*"):  # temp folders of older releases
+        shutil.rmtree(legacy, ignore_errors=True)
+
+
+def _publish(version: Path, config: Config) -> None:
+    """Make `version` the published outputs with one atomic rename of the `current` symlink.
+
+    Every output path (warehouse, export, graph, report) is a symlink through `current`,
+    so readers see the previous version or the new one, whole, never a mix; a run killed
+    at any point leaves the previous version published. The output links are made once;
+    outputs of an older release found there (real files) are moved into the versions folder."""
+    versions = version.parent
+    _symlink(version.name, versions / CURRENT)
+    for final, name in _outputs(config):
+        want = versions / CURRENT / name
+        if final.is_symlink() and os.readlink(final) == str(want):
+            continue
+        if final.exists() and not final.is_symlink():
+            final.rename(versions / f"legacy-{version.name}-{name}")
+        _symlink(want, final)
 
 
 def check_outputs(config: Config) -> None:
@@ -267,9 +291,9 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     build_dir = final_db.parent
     for folder in (build_dir, config.export_dir.parent, config.graph_dir.parent, config.report.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(build_dir)
-    tmp = build_dir / f".run-{run_id}"
-    tmp.mkdir()
+    _clear_leftovers(config)
+    tmp = versions_dir(config) / run_id  # the new version is built here and published in place
+    tmp.mkdir(parents=True)
     counts: dict = {"mode": mode, "mode_reason": why}
     incremental = mode == "incremental"
     try:
@@ -296,9 +320,9 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
         _publish(tmp, config)
     except BaseException as e:
         _record_failure(final_db, run_id, config, started, counts, e)
-        raise
-    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _clear_leftovers(config)  # the previous version (readers that still hold its files keep them open)
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
 
 
@@ -340,10 +364,13 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
             elif step == "build":
                 counts["build"] = build_step(con, config, config.graph_dir, as_of, progress)
             elif step == "export":
-                tmp = config.export_dir.parent / f".run-{run_id}"
+                final = config.export_dir.resolve()  # inside the published version when there is one
+                tmp = final.parent / f".export-{run_id}"
                 try:
                     counts["export"] = export_step(con, tmp / "export", run_id)
-                    _swap_dir(tmp / "export", config.export_dir, tmp / "old-export")
+                    if final.exists():
+                        final.rename(tmp / "old-export")
+                    (tmp / "export").rename(final)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
             else:

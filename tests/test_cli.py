@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -262,7 +263,9 @@ def test_failed_run_leaves_previous_outputs_whole(breaker, project, journeys_env
     assert proc.returncode == expected_exit, proc.stderr
     assert "Traceback" not in proc.stderr
 
-    assert sorted(p.name for p in out.iterdir()) == ["export", "graph", "journeys.duckdb", "report.html"], "leftovers of the failed run"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["export", "graph", "journeys.duckdb", "report.html"]
+    versions = [p.name for p in (out / ".versions").iterdir() if p.name != "current"]
+    assert versions == [os.readlink(out / ".versions" / "current")], "leftovers of the failed run"
     assert snapshot(db, ("staging", "core", "marts", "meta"), skip=("meta.runs",)) == tables
     assert tree_checksums(out / "export") == export_files
     assert tree_checksums(out / "graph") == graph_files

@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,4 +73,45 @@ def test_sigkill_at_many_points_keeps_previous_outputs_and_the_next_run_recovers
     assert again.returncode == 0, again.stderr
     assert table_rows(config.warehouse) == before_rows
     build = config.warehouse.parent
-    assert not list(build.glob(".run-*")) and not (build / ".journeys.lock").exists()
+    versions = [p.name for p in (build / ".versions").iterdir() if p.name != "current"]
+    assert versions == [os.readlink(build / ".versions" / "current")]  # only the published version is left
+    assert not (build / ".journeys.lock").exists()
+
+
+PAUSED_PUBLISH = """
+import sys, time
+import pipeline.run as run
+real = run._symlink
+def paused(target, link):
+    if link.name == "current":
+        print("publishing", flush=True)
+        time.sleep(30)  # killed here, just before the flip
+    real(target, link)
+run._symlink = paused
+from pipeline.cli import main
+sys.argv = ["journeys", "run", "-c", sys.argv[1], "--as-of", "2026-11-01T00:00:00Z"]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_publish_keeps_the_previous_version(tmp_path):
+    """Killed at the last moment of publishing (the new version complete beside the old one, the
+    `current` link not yet flipped): every output still shows the previous version byte for byte
+    (the new one would differ: its meta.runs has one more run); the next run publishes normally
+    and its tables equal the previous ones."""
+    config_path = copy_config(SAMPLE / "journeys.toml", tmp_path)
+    config = pipeline.config.load_config(config_path)
+    outputs = [config.warehouse, config.export_dir, config.graph_dir, config.report]
+    assert run(config_path).returncode == 0
+    before, before_rows = checksums(outputs), table_rows(config.warehouse)
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_PUBLISH, str(config_path)], stdout=subprocess.PIPE, text=True,
+                            env={"CI": "true"}, start_new_session=True)
+    assert proc.stdout.readline().strip() == "publishing"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checksums(outputs) == before
+    again = run(config_path)
+    assert again.returncode == 0, again.stderr
+    assert checksums([config.warehouse]) != {k: v for k, v in before.items() if k == str(config.warehouse)}  # a new version
+    assert table_rows(config.warehouse) == before_rows

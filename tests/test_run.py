@@ -84,7 +84,11 @@ def outputs(project: Path) -> dict:
 
 
 def leftovers(project: Path) -> list[str]:
-    return sorted(p.name for p in out(project).glob(".run-*"))
+    """Version folders other than the published one (and temp folders of older releases)."""
+    versions = out(project) / ".versions"
+    current = os.readlink(versions / "current") if (versions / "current").is_symlink() else None
+    found = [p.name for p in versions.glob("*") if p.name not in ("current", current)] if versions.exists() else []
+    return sorted(found + [p.name for p in out(project).glob(".run-*")])
 
 
 # --------------------------------------------------------------------------- reruns
@@ -146,26 +150,17 @@ def test_failed_publish_leaves_the_previous_outputs_whole(project, monkeypatch):
     assert "No space left" in recorded[1][2]
 
 
-@pytest.mark.parametrize("failing", ["export", "graph"])
-def test_failure_in_the_middle_of_a_folder_swap_leaves_the_previous_outputs_whole(project, monkeypatch, failing):
-    """If moving the new export or graph folder into place fails after the previous one was
-    moved aside, the previous folders are put back: outputs unchanged, no .run-* left."""
+def test_outputs_are_links_into_one_published_version(project):
+    """Every output path is a link through .versions/current, so one rename publishes them all;
+    after a run only the published version folder is kept, and all outputs point into it."""
     config = load(project)
-    pipeline.run.run_pipeline(config)
-    before = outputs(project)
-    real_rename = Path.rename
-
-    def rename(self, target):
-        if self.name == failing and self.parent.name.startswith(".run-"):
-            raise OSError(f"cannot move the new {failing} folder (test)")
-        return real_rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", rename)
-    with pytest.raises(OSError, match="cannot move"):
-        pipeline.run.run_pipeline(config)
-    monkeypatch.undo()
-    assert (out(project) / "export").is_dir() and (out(project) / "graph").is_dir()
-    assert outputs(project) == before
+    first = pipeline.run.run_pipeline(config)
+    second = pipeline.run.run_pipeline(config)
+    versions = out(project) / ".versions"
+    assert os.readlink(versions / "current") == second.run_id != first.run_id
+    assert sorted(p.name for p in versions.iterdir()) == sorted(["current", second.run_id])
+    for path in (config.warehouse, config.export_dir, config.graph_dir, config.report):
+        assert path.is_symlink() and path.resolve().parent == (versions / second.run_id).resolve()
     assert leftovers(project) == []
 
 
