@@ -273,7 +273,7 @@ def runs(config_path: str, as_json: bool, limit: int) -> None:
     con = duckdb.connect(str(path), read_only=True)
     try:
         df = con.sql(
-            "select run_id, command, status, started_at, finished_at, "
+            "select run_id, command, status, mode, started_at, finished_at, "
             "round(epoch(finished_at) - epoch(started_at), 2) as seconds, as_of, config_hash, package_version, "
             "cast(counts as varchar) as counts, error from meta.runs order by started_at desc limit $limit",
             params={"limit": limit},
@@ -286,7 +286,7 @@ def runs(config_path: str, as_json: bool, limit: int) -> None:
     import polars as pl
 
     with pl.Config(tbl_rows=limit, tbl_cols=8, fmt_str_lengths=40, tbl_width_chars=160):
-        click.echo(str(df.select("run_id", "command", "status", "started_at", "seconds", "error")))
+        click.echo(str(df.select("run_id", "command", "status", "mode", "started_at", "seconds", "error")))
 
 
 @cli.command()

@@ -106,7 +106,8 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> No
         with lines as (
             select ordinality as source_row, raw_line
             from read_csv(?, columns = {{'raw_line': 'VARCHAR'}}, header = false, delim = ?, quote = '',
-                          escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?)
+                          escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?,
+                          max_line_size = 67108864)
                  with ordinality
         ),
         checked as (
@@ -135,7 +136,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None
         """
         create temp table _parsed as
         select * from read_csv(?, columns = ?, header = true, delim = ?, quote = '"', escape = '"',
-                               auto_detect = false, store_rejects = true, encoding = ?,
+                               auto_detect = false, store_rejects = true, encoding = ?, max_line_size = 67108864,
                                rejects_table = '_rejects', rejects_scan = '_reject_scans')
              with ordinality
         """,
@@ -146,7 +147,8 @@ def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None
         create temp table _lines as
         select ordinality as line, raw_line
         from read_csv(?, columns = {'raw_line': 'VARCHAR'}, header = false, delim = ?, quote = '',
-                      escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?)
+                      escape = '', auto_detect = false, strict_mode = false, null_padding = true, encoding = ?,
+                          max_line_size = 67108864)
              with ordinality
         """,
         [path, "\x1e", source.encoding],
@@ -351,6 +353,8 @@ def _unreadable(source: Source, path: str, error: Exception) -> Exception:
             f"{where}: the file is not valid {source.encoding} text. Fix: set encoding = \"latin-1\" (or \"utf-16\") "
             f"in the [[sources]] table named '{source.name}' if that is the file's encoding, or re-save the file as UTF-8"
         )
+    if "line size" in text.lower() or "maximum line" in text.lower():
+        return ConfigError(f"{where}: a line is longer than 64 MiB, the most journeys reads. Fix: remove or split that line in the file")
     return ConfigError(f"{where}: the file cannot be read as {source.format}: {text.splitlines()[0]}. Fix: check the file and the source's format and delimiter")
 
 

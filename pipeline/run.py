@@ -141,11 +141,12 @@ def export_step(con: duckdb.DuckDBPyConnection, export_dir: Path, run_id: str) -
     return {"tables": len(manifest["tables"])}
 
 
-def _record_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: Config, started: datetime) -> None:
+def _record_start(con: duckdb.DuckDBPyConnection, run_id: str, command: str, config: Config, started: datetime,
+                  mode: str | None = None) -> None:
     con.execute(
-        "insert into meta.runs (run_id, command, started_at, status, config_path, config_hash, package_version) "
-        "values (?, ?, ?, 'running', ?, ?, ?)",
-        [run_id, command, started, str(config.path), config.hash, __version__],
+        "insert into meta.runs (run_id, command, started_at, status, mode, config_path, config_hash, package_version) "
+        "values (?, ?, ?, 'running', ?, ?, ?, ?)",
+        [run_id, command, started, mode, str(config.path), config.hash, __version__],
     )
 
 
@@ -303,7 +304,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
         try:
             if not incremental:
                 _carry_history(con, final_db)
-            _record_start(con, run_id, "run", config, started)
+            _record_start(con, run_id, "run", config, started, mode)
             _say(progress, f"ingest (duckdb, {mode}: {why})")
             counts["ingest"] = ingest_step(con, config, run_id, progress, incremental=incremental)
             counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental)

@@ -121,11 +121,25 @@ def test_batches_with_late_changed_and_removed_files_equal_a_full_rebuild(raw, t
     result = pipeline.run.run_pipeline(config_for(landing, out))
     assert result.counts["mode"] == "incremental" and result.counts["ingest"]["files_withdrawn"] == 2
     assert_equal(tables(out / "warehouse"), full_rebuild(landing, tmp_path / "full"), "after a changed and a removed file")
-    # nothing new: nothing read, nothing rebuilt, tables unchanged
-    before = tables(out / "warehouse")
+    # nothing new: nothing read, nothing rebuilt, tables and exported Parquet content unchanged
+    before, before_export = tables(out / "warehouse"), exported(out / "export_dir")
     result = pipeline.run.run_pipeline(config_for(landing, out))
     assert result.counts["ingest"]["files"] == 0 and result.counts["build"]["customers_rebuilt"] == 0
     assert tables(out / "warehouse") == before
+    assert exported(out / "export_dir") == before_export
+
+
+def exported(folder: Path) -> dict[str, list]:
+    """Every exported table's rows (sorted), read back from its Parquet with DuckDB."""
+    con = duckdb.connect()
+    try:
+        found = {}
+        for path in sorted(folder.glob("*.parquet")):
+            pattern = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            found[path.name] = sorted(map(repr, con.execute("select * from read_parquet(?, hive_partitioning = true)", [pattern]).fetchall()))
+        return found
+    finally:
+        con.close()
 
 
 def test_a_changed_config_forces_a_full_rebuild_and_says_so(raw, tmp_path):

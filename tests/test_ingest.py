@@ -1111,3 +1111,14 @@ def test_an_unknown_encoding_is_a_config_error(tmp_path):
     cfg = write_project(tmp_path, {"events.csv": "id,cust,ev,ts\n"}, [source(encoding="cp1252")])
     with pytest.raises(ConfigError, match=r"sources\.web\.encoding.*utf-8, utf-16, latin-1"):
         pipeline.config.load_config(cfg)
+
+
+def test_a_huge_field_loads(tmp_path):
+    """A 3 MB field (over DuckDB's default 2 MB line limit) loads whole, for CSV and JSON lines."""
+    big = "x" * 3_000_000
+    con, counts = ingest_project(
+        tmp_path, {"events.csv": f"id,cust,ev,ts,note\n1,c1,view,2026-01-01T10:00:00Z,{big}\n2,c1,view,2026-01-01T10:05:00Z,small\n"},
+        source(properties=["note"]))
+    assert [(c.rows_read, c.loaded) for c in counts] == [(2, 2)]
+    assert len(json.loads(by_id(con)["web:1"]["properties"])["note"]) == 3_000_000
+    con.close()

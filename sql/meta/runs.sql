@@ -5,6 +5,7 @@ create table if not exists meta.runs (
     started_at      timestamptz not null,
     finished_at     timestamptz,
     status          varchar not null,      -- running | succeeded | failed
+    mode            varchar,               -- full | incremental (journeys run), null for a single step
     config_path     varchar,
     config_hash     varchar,
     package_version varchar,
