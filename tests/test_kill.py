@@ -4,6 +4,7 @@ run recovers by itself (stale lock cleared, leftovers removed) and equals a clea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -53,8 +54,10 @@ def test_sigkill_at_many_points_keeps_previous_outputs_and_the_next_run_recovers
     assert run(config_path).returncode == 0
     before = checksums(outputs)
     before_rows = table_rows(config.warehouse)
+    current = config.warehouse.parent / ".versions" / "current"
     killed_in_flight = 0
     for delay in KILL_AFTER_SECONDS:
+        published = os.readlink(current)
         proc = subprocess.Popen([str(JOURNEYS_BIN), "run", "-c", str(config_path), "--as-of", "2026-11-01T00:00:00Z"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"CI": "true"}, start_new_session=True)
         time.sleep(delay)
@@ -62,11 +65,17 @@ def test_sigkill_at_many_points_keeps_previous_outputs_and_the_next_run_recovers
             os.killpg(proc.pid, signal.SIGKILL)
             killed_in_flight += 1
         proc.wait()
-        if proc.returncode == 0:
-            # the run finished before the kill: it published a new, equal version; take it as the new baseline
-            before = checksums(outputs)
+        if os.readlink(current) == published:
+            assert checksums(outputs) == before, f"outputs changed by a run killed after {delay}s"
             continue
-        assert checksums(outputs) == before, f"outputs changed by a run killed after {delay}s"
+        # the run got as far as the flip (killed later, or done): a whole new version, all of it from that run
+        new_run = os.readlink(current)
+        con = duckdb.connect(str(config.warehouse), read_only=True)
+        assert con.execute("select status from meta.runs where run_id = ?", [new_run]).fetchall() == [("succeeded",)]
+        con.close()
+        assert json.loads((config.export_dir / "manifest.json").read_text())["run_id"] == new_run
+        assert table_rows(config.warehouse) == before_rows
+        before = checksums(outputs)
     assert killed_in_flight >= 5, "too few kills landed inside a run to test anything"
     # the next run clears the stale lock and the leftovers, and equals the clean run
     again = run(config_path)
