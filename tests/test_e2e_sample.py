@@ -146,3 +146,15 @@ def test_export_matches_warehouse(sample_run):
         count = sample_run["con"].execute(f"select count(*) from {t['table']}").fetchall()[0][0]
         assert table.num_rows == t["rows"] == count, t["table"]
         assert [c["name"] for c in t["columns"]] == table.column_names
+
+
+def test_validate_counts_rows_like_a_run_and_writes_nothing(tmp_path):
+    """`journeys validate` reads every row in memory: its counts match the ground truth, and no output exists after."""
+    config = copy_config(SAMPLE / "journeys.toml", tmp_path)
+    proc = subprocess.run([str(JOURNEYS_BIN), "validate", "-c", str(config), "--json"], capture_output=True, text=True, env={"CI": "true"})
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert sum(s["loaded"] for s in found["sources"].values()) == TRUTH["events"]["valid"]
+    assert sum(s["quarantined"] for s in found["sources"].values()) == len(TRUTH["bad_rows"])
+    assert sum(s["duplicates"] for s in found["sources"].values()) == len(TRUTH["duplicates"])
+    assert not (tmp_path / "build").exists()
