@@ -140,8 +140,14 @@ class Config:
 
     @property
     def hash(self) -> str:
-        """sha256 of the config file's bytes: a changed config is a different run."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """sha256 of the config file's bytes (and, when pseudonymizing, of an HMAC fingerprint of
+        the key, never the key): a changed config or key makes the next run a full rebuild."""
+        text = self.text
+        if self.pseudonymize and os.environ.get(self.key_env):
+            import hmac
+
+            text += "\x1f" + hmac.new(os.environ[self.key_env].encode(), b"journeys-key-check", "sha256").hexdigest()
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def session_rule(self) -> dict[str, Any]:
         """The sessionization settings as plain values for the pure build step."""

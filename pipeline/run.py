@@ -23,7 +23,7 @@ from typing import Callable
 
 import duckdb
 
-from pipeline import __version__, export, graph, ingest, marts, warehouse
+from pipeline import __version__, export, graph, ingest, marts, privacy, warehouse
 from pipeline.html_report import write_report
 from pipeline.lock import run_lock
 from pipeline.report import summarize
@@ -73,6 +73,7 @@ def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, pro
         gone = []
         files = ingest.ingest(con, config, batch_id=run_id, progress=say)
     ingest.load_customers(con, config)
+    pseudonymized = privacy.pseudonymize_staging(con, config)  # {} unless [privacy] pseudonymize = true
     if files:
         con.executemany(
             "insert into meta.ingest_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -88,6 +89,7 @@ def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, pro
         "loaded": sum(f.loaded for f in files),
         "duplicates": sum(f.duplicates for f in files),
         "quarantined": sum(f.quarantined for f in files),
+        **({"pseudonymized": pseudonymized} if pseudonymized else {}),
     }
 
 
@@ -337,6 +339,8 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             con.execute("checkpoint")
         finally:
             con.close()
+        if config.pseudonymize:
+            privacy.rewrite_warehouse(tmp / final_db.name)  # no raw id left in freed pages of the file
         _say(progress, "publish")
         _publish(tmp, config)
     except BaseException as e:
@@ -405,4 +409,6 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
         summary = summarize(con) if step == "build" else {}
     finally:
         con.close()
+    if step == "ingest" and config.pseudonymize:
+        privacy.rewrite_warehouse(config.warehouse)  # no raw id left in freed pages of the file
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
