@@ -42,6 +42,8 @@ import duckdb
 import matplotlib.pyplot as plt
 import polars as pl
 
+from pipeline.report import duration  # seconds as a short human duration: 90 -> "1.5m"
+
 
 def repo_root(start: Path) -> Path:
     """The checkout's root (the folder with pyproject.toml and pipeline/), from here or a parent."""
@@ -67,16 +69,6 @@ def q(sql: str, params: list | None = None) -> pl.DataFrame:
 def rows(sql: str, params: list | None = None) -> list[tuple]:
     """Run one query and return all its rows as tuples."""
     return con.execute(sql, params or []).fetchall()
-
-
-def duration(seconds: float | None) -> str:
-    """Seconds as a short human duration: 90 -> '1.5m', 200000 -> '2.3d'."""
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 pl.Config.set_tbl_rows(30)
