@@ -149,14 +149,6 @@ class Config:
             text += "\x1f" + hmac.new(os.environ[self.key_env].encode(), b"journeys-key-check", "sha256").hexdigest()
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def session_rule(self) -> dict[str, Any]:
-        """The sessionization settings as plain values for the pure build step."""
-        return {
-            "inactivity_timeout": self.inactivity_timeout,
-            "max_length": self.max_length,
-            "channel_timeouts": dict(self.channel_timeouts),
-            "journey_timeout": self.journey_timeout,
-        }
 
 
 # --------------------------------------------------------------------------- helpers

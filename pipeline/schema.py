@@ -46,18 +46,3 @@ EVENTS_SCHEMA = {
     "source_row": pl.Int64,
     "properties": pl.String,
 }
-
-# core.steps as the build step returns it (ids are hashed afterwards in SQL).
-STEPS_SCHEMA = {
-    "event_id": pl.String,
-    "customer_id": pl.String,
-    "journey_id": pl.String,
-    "session_id": pl.String,
-    "step_index": pl.Int64,
-    "ts": pl.Datetime("us", "UTC"),
-    "channel": pl.String,
-    "event_type": pl.String,
-    "stage": pl.String,
-    "rule_id": pl.String,
-    "node": pl.String,
-}

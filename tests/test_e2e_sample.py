@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import JOURNEYS_BIN, SAMPLE, copy_config
+from pipeline import schema
 
 TRUTH = json.loads((SAMPLE / "ground_truth.json").read_text()) if (SAMPLE / "ground_truth.json").exists() else None
 pytestmark = pytest.mark.skipif(TRUTH is None, reason="data/sample/ground_truth.json missing: run `make sample`")
@@ -90,6 +91,7 @@ def test_planted_bad_rows_are_quarantined_with_their_reason(sample_run):
     }
     want = {(b["file"], b["row"]): b["reason"] for b in TRUTH["bad_rows"]}
     assert got == want
+    assert set(got.values()) <= set(schema.QUARANTINE_REASONS)  # the documented vocabulary
     assert {b["reason"] for b in TRUTH["bad_rows"]} >= {
         "malformed_line", "missing_customer", "unparseable_timestamp", "timestamp_out_of_range",
         "unknown_channel", "missing_event_type", "unknown_timezone", "duplicate_event_id",
