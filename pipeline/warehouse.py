@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMAS = ("staging", "core", "marts", "meta", "views")
 DDL = (
     "meta/schemas.sql",
     "staging/events.sql",
