@@ -31,8 +31,35 @@ def _progress_enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def _progress(message: str) -> None:
-    click.echo(f"  {message} ...", err=True)
+class TerminalProgress:
+    """Progress on a terminal (stderr): a bar of the input files read, then one line per step."""
+
+    WIDTH = 24
+
+    def __init__(self, files: int):
+        self.files = max(files, 1)
+        self.read = 0
+        self.bar_open = False
+
+    def __call__(self, message: str) -> None:
+        if message.startswith("read "):
+            self.read += 1
+            filled = self.WIDTH * min(self.read, self.files) // self.files
+            click.echo(f"\r  [{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.read}/{self.files} files  {message[5:][:48]:<48}",
+                       err=True, nl=False)
+            self.bar_open = True
+            return
+        if self.bar_open:
+            click.echo("", err=True)
+            self.bar_open = False
+        click.echo(f"  {message} ...", err=True)
+
+
+def _progress_for(config, as_json: bool):
+    """A TerminalProgress when stderr is a terminal (and not under CI or --json), else None."""
+    if as_json or not _progress_enabled():
+        return None
+    return TerminalProgress(sum(len(s.files) for s in config.sources))
 
 
 def _load(config_path: str, check_files: bool = True):
@@ -122,7 +149,7 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) 
 
     config = _load(config_path)
     try:
-        result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None,
+        result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress_for(config, as_json),
                               full_refresh=full_refresh)
     except click.ClickException:
         raise
@@ -136,7 +163,7 @@ def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None):
 
     config = _load(config_path)
     try:
-        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress if _progress_enabled() and not as_json else None)
+        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json))
     except click.ClickException:
         raise
     except Exception as e:
