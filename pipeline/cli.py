@@ -94,6 +94,10 @@ def common_options(f):
 
 as_of_option = click.option("--as-of", "as_of", metavar="TIMESTAMP",
                             help="Judge open vs dropped journeys at this time (default: journeys.as_of, else the latest event).")
+buckets_option = click.option(
+    "--buckets", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Build the customers in N hash buckets, one at a time (default: as many as the memory limit needs; "
+         "the result is the same for any N).")
 
 
 def _fail(e: Exception) -> click.ClickException:
@@ -130,7 +134,8 @@ def cli(verbose: bool) -> None:
 @common_options
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Read every input file and rebuild everything (default: only new or changed files).")
-def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) -> None:
+@buckets_option
+def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, buckets: int | None) -> None:
     """Run the whole pipeline for a config and publish its outputs atomically.
 
     Ingests the sources into the DuckDB warehouse, sessionizes and labels
@@ -150,7 +155,7 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) 
     config = _load(config_path)
     try:
         result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress_for(config, as_json),
-                              full_refresh=full_refresh)
+                              full_refresh=full_refresh, buckets=buckets)
     except click.ClickException:
         raise
     except Exception as e:
@@ -158,12 +163,12 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) 
     _print_result(result, as_json, lambda r: click.echo(format_summary(r, config)))
 
 
-def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None):
+def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, buckets: int | None = None):
     from pipeline.run import run_step
 
     config = _load(config_path)
     try:
-        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json))
+        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json), buckets=buckets)
     except click.ClickException:
         raise
     except Exception as e:
@@ -187,14 +192,15 @@ def ingest(config_path: str, as_json: bool) -> None:
 @cli.command()
 @common_options
 @as_of_option
-def build(config_path: str, as_json: bool, as_of: str | None) -> None:
+@buckets_option
+def build(config_path: str, as_json: bool, as_of: str | None, buckets: int | None) -> None:
     """Build core (steps, sessions, journeys), the marts and the graph from staging.
 
     \b
     Example:
         journeys build -c data/sample/journeys.toml --as-of 2026-11-01T00:00:00Z
     """
-    _step("build", config_path, as_json, as_of)
+    _step("build", config_path, as_json, as_of, buckets)
 
 
 @cli.command()

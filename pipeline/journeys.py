@@ -78,6 +78,8 @@ class CoreTables:
     steps: pl.DataFrame
     sessions: pl.DataFrame
     journeys: pl.DataFrame
+    visits: pl.DataFrame
+    moves: pl.DataFrame
 
 
 def _micros(value: int | None) -> float:
@@ -185,12 +187,17 @@ def node_expr(level: str) -> pl.Expr:
 
 
 def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, as_of: datetime) -> CoreTables:
-    """Canonical events of complete customer histories -> core steps, sessions, journeys.
+    """Canonical events of complete customer histories -> core steps, sessions, journeys,
+    visits and moves.
 
     `as_of` is the data's as-of time: a journey without the goal whose last
     event is more than the journey timeout before it is `dropped`, otherwise
     `open`. With no journey timeout, histories are taken as complete and a
     journey without the goal is `dropped`.
+
+    Every table carries `journey_no` (and steps and sessions `session_no`): dense
+    0-based numbers of the journeys and sessions in this call, in time order per
+    customer, so ids can be attached by position (`with_ids`).
     """
     settings.check()
     as_of = as_of.astimezone(timezone.utc) if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
@@ -198,29 +205,27 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
     ordered = order_events(lazy.select(list(schema.EVENTS_SCHEMA))).collect()
     df = split_sessions(ordered, settings)
     df = label_stages(df, settings.rules)
-    first_id = pl.col("event_id").first()
-    steps = df.with_columns(
-        journey_key=pl.concat_str([pl.col("customer_id"), pl.lit(KEY_SEP), first_id.over("_journey_no")]),
-        session_key=pl.concat_str([pl.col("customer_id"), pl.lit(KEY_SEP), first_id.over("_session_no")]),
-        step_index=(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("_journey_no")),
-        node=node_expr(settings.level),
-    )
-    sessions = steps.group_by("session_key", maintain_order=True).agg(
+    steps = _number_steps(df, settings.level)
+    sessions = steps.group_by("session_no", maintain_order=True).agg(
+        session_key=pl.col("session_key").first(),
         customer_id=pl.col("customer_id").first(),
         journey_key=pl.col("journey_key").first(),
+        journey_no=pl.col("journey_no").first(),
         started_at=pl.col("ts").min(),
         ended_at=pl.col("ts").max(),
         events=pl.len().cast(pl.Int64),
         channels=pl.col("channel").unique().sort(),
     )
     goal_ts = pl.col("ts").filter(pl.col("stage") == settings.goal_stage).min()
-    journeys = steps.group_by("journey_key", maintain_order=True).agg(
+    journeys = steps.group_by("journey_no", maintain_order=True).agg(
+        journey_key=pl.col("journey_key").first(),
         customer_id=pl.col("customer_id").first(),
         started_at=pl.col("ts").min(),
         ended_at=pl.col("ts").max(),
-        sessions=pl.col("session_key").n_unique().cast(pl.Int64),
+        sessions=pl.col("session_no").n_unique().cast(pl.Int64),
         events=pl.len().cast(pl.Int64),
         converted_at=goal_ts,
+        last_node=pl.col("node").last(),
     )
     if settings.journey_timeout is None:
         lapsed = pl.lit(True)
@@ -233,8 +238,87 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         .then(pl.lit("dropped"))
         .otherwise(pl.lit("open"))
     )
+    visits = derive_visits(steps)
+    moves = derive_moves(steps, journeys)
     steps = steps.select(
-        "event_id", "customer_id", "journey_key", "session_key", "step_index", "ts",
+        "event_id", "customer_id", "journey_key", "session_key", "journey_no", "session_no", "step_index", "ts",
         "channel", "event_type", "stage", "rule_id", "node",
     )
-    return CoreTables(steps=steps, sessions=sessions, journeys=journeys)
+    return CoreTables(steps=steps, sessions=sessions, journeys=journeys.drop("last_node"), visits=visits, moves=moves)
+
+
+def _number_steps(df: pl.DataFrame, level: str) -> pl.DataFrame:
+    """Journey and session keys and 0-based numbers, step_index and graph node of ordered,
+    split, labelled events. Events of a journey are contiguous, so the first event id of a
+    journey or session is carried forward from its first row (no group-by)."""
+    row = pl.int_range(0, pl.len(), dtype=pl.Int64)
+    journey_start = pl.col("_journey_no") != pl.col("_journey_no").shift(1)
+    session_start = pl.col("_session_no") != pl.col("_session_no").shift(1)
+    return df.with_columns(
+        _jstart=journey_start.fill_null(True),
+        _sstart=session_start.fill_null(True),
+        _row=row,
+    ).with_columns(
+        journey_key=pl.concat_str([
+            pl.col("customer_id"), pl.lit(KEY_SEP),
+            pl.when(pl.col("_jstart")).then(pl.col("event_id")).forward_fill(),
+        ]),
+        session_key=pl.concat_str([
+            pl.col("customer_id"), pl.lit(KEY_SEP),
+            pl.when(pl.col("_sstart")).then(pl.col("event_id")).forward_fill(),
+        ]),
+        journey_no=(pl.col("_journey_no") - 1).cast(pl.Int64),
+        session_no=(pl.col("_session_no") - 1).cast(pl.Int64),
+        step_index=pl.col("_row") - pl.when(pl.col("_jstart")).then(pl.col("_row")).forward_fill() + 1,
+        node=node_expr(level),
+    ).drop("_jstart", "_sstart", "_row", "_journey_no", "_session_no")
+
+
+def derive_visits(steps: pl.DataFrame) -> pl.DataFrame:
+    """core.visits: consecutive steps of a journey at the same node collapse into one visit.
+    `steps` must be in journey and step order (as `_number_steps` leaves them)."""
+    entry = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True) | (
+        pl.col("node") != pl.col("node").shift(1)
+    ).fill_null(True)
+    numbered = steps.select(
+        "journey_no", "journey_key", "customer_id", "node", "ts", "step_index",
+        _visit_no=entry.cum_sum(),
+        _first_visit=pl.when(pl.col("step_index") == 1).then(entry.cum_sum()).forward_fill(),
+    )
+    return numbered.group_by("_visit_no", maintain_order=True).agg(
+        journey_no=pl.col("journey_no").first(),
+        journey_key=pl.col("journey_key").first(),
+        visit_index=(pl.col("_visit_no").first() - pl.col("_first_visit").first() + 1).cast(pl.Int32),
+        customer_id=pl.col("customer_id").first(),
+        node=pl.col("node").first(),
+        entered_at=pl.col("ts").first(),
+        left_at=pl.col("ts").last(),
+        events=pl.len().cast(pl.Int64),
+        first_step_index=pl.col("step_index").first(),
+        last_step_index=pl.col("step_index").last(),
+    ).with_columns(repeats=pl.col("events") - 1).drop("_visit_no")
+
+
+def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
+    """core.moves: one move into every step (START -> first step, else previous step's node
+    -> this step's node, a self-loop when they are equal; move_index = step_index, wait =
+    the gap between the two events), plus one terminal move per journey from its last node
+    to CONVERTED / DROPPED / OPEN (move_index = events + 1). `steps` in journey and step order."""
+    first = pl.col("step_index") == 1
+    into = steps.select(
+        "journey_no", "journey_key", "customer_id",
+        move_index=pl.col("step_index").cast(pl.Int32),
+        from_node=pl.when(first).then(pl.lit("START")).otherwise(pl.col("node").shift(1)),
+        to_node=pl.col("node"),
+        wait_seconds=pl.when(first).then(None).otherwise(
+            (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds() / 1e6
+        ),
+    )
+    ends = journeys.select(
+        "journey_no", "journey_key", "customer_id",
+        move_index=(pl.col("events") + 1).cast(pl.Int32),
+        from_node=pl.col("last_node"),
+        to_node=pl.col("status").str.to_uppercase(),
+        wait_seconds=pl.lit(None, dtype=pl.Float64),
+    )
+    return pl.concat([into, ends])

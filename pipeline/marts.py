@@ -75,44 +75,108 @@ def write_settings(con: duckdb.DuckDBPyConnection, settings: MartSettings, as_of
         con.executemany("insert into meta.segment_keys values (?)", [[s] for s in settings.segment_keys])
 
 
-def write_core(
+def with_ids(con: duckdb.DuckDBPyConnection, core: CoreTables) -> dict[str, pl.DataFrame]:
+    """The build output with journey_id / session_id attached: `j_` / `s_` + the first 16
+    hex digits of md5(journey or session key). md5 runs once per journey and session (in
+    DuckDB) and the ids reach steps, visits and moves by position (journey_no, session_no)."""
+    con.register("_journey_keys", core.journeys.select("journey_no", "journey_key").to_arrow())
+    con.register("_session_keys", core.sessions.select("session_no", "session_key").to_arrow())
+    try:
+        journey_ids = con.sql(
+            "select journey_no, 'j_' || substr(md5(journey_key), 1, 16) as id from _journey_keys"
+        ).pl().sort("journey_no")["id"]
+        session_ids = con.sql(
+            "select session_no, 's_' || substr(md5(session_key), 1, 16) as id from _session_keys"
+        ).pl().sort("session_no")["id"]
+    finally:
+        con.unregister("_journey_keys")
+        con.unregister("_session_keys")
+
+    def attach(frame: pl.DataFrame, session: bool = False) -> pl.DataFrame:
+        cols = [journey_ids.gather(frame["journey_no"]).alias("journey_id")]
+        if session:
+            cols.append(session_ids.gather(frame["session_no"]).alias("session_id"))
+        return frame.with_columns(cols)
+
+    return {
+        "_build_steps": attach(core.steps, session=True),
+        "_build_sessions": attach(core.sessions, session=True),
+        "_build_journeys": attach(core.journeys),
+        "_build_visits": attach(core.visits),
+        "_build_moves": attach(core.moves),
+    }
+
+
+def clear_core(con: duckdb.DuckDBPyConnection, only_customers: bool = False) -> None:
+    """Before the buckets: empty every core table (a full build), or take out the rows of the
+    customers in _affected_customers (an incremental build)."""
+    for table in warehouse.BUILT.values():
+        if only_customers:
+            con.execute(f"delete from {table} where customer_id in (select customer_id from _affected_customers)")
+        else:
+            con.execute(f"drop table if exists {table}")
+
+
+def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables) -> None:
+    """Add the build output of one bucket of customers to core.steps / sessions / journeys /
+    visits / moves (each SQL file of warehouse.BUILT; the first bucket of a full build
+    creates the tables)."""
+    inputs = with_ids(con, core)
+    for name, frame in inputs.items():
+        # plain Arrow strings: DuckDB reads them faster than Polars' string views
+        con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    try:
+        for name, table in warehouse.BUILT.items():
+            sql = (warehouse.sql_dir() / name).read_text()
+            schema_name, table_name = table.split(".")
+            exists = con.execute(
+                "select count(*) from duckdb_tables() where database_name = current_database() "
+                "and schema_name = ? and table_name = ?", [schema_name, table_name]
+            ).fetchall()[0][0]
+            if exists:
+                sql = sql.replace(f"create or replace table {table} as", f"insert into {table}")
+            con.execute(sql)
+    finally:
+        for name in inputs:
+            con.unregister(name)
+
+
+def finish_core(
+    con: duckdb.DuckDBPyConnection,
+    segments_long: pa.Table | pl.DataFrame | None = None,
+    only_customers: bool = False,
+) -> None:
+    """After the buckets: journey status at the as-of time (incremental: every journey's,
+    also those not rebuilt, whose status can move as time passes; the terminal moves of
+    journeys whose status changed follow), then customer segments. `segments_long` has one
+    row per customer and segment key (customer_id, segment_key, segment_value); customers
+    absent from it get '(unknown)'."""
+    if segments_long is None:
+        segments_long = pl.DataFrame(schema=SEGMENTS_LONG_SCHEMA)
+    if isinstance(segments_long, pl.DataFrame):
+        segments_long = segments_long.to_arrow()
+    if only_customers:
+        for name in warehouse.STATUS:
+            warehouse.run_sql_file(con, name)
+    con.register("_segments_long", segments_long)
+    try:
+        for name in warehouse.CORE:
+            warehouse.run_sql_file(con, name)
+    finally:
+        con.unregister("_segments_long")
+
+
+def write_all_core(
     con: duckdb.DuckDBPyConnection,
     core: CoreTables,
     segments_long: pa.Table | pl.DataFrame | None = None,
     only_customers: bool = False,
 ) -> None:
-    """core.steps / sessions / journeys from the build output, then journey status at the
-    as-of time, customer segments, visits and moves.
-
-    With `only_customers`, `core` holds the rebuilt histories of the customers in the temp
-    table _affected_customers: their rows are replaced and every other customer's kept (an
-    incremental run). `segments_long` has one row per customer and segment key
-    (customer_id, segment_key, segment_value); customers absent from it get '(unknown)'.
-    """
-    if segments_long is None:
-        segments_long = pl.DataFrame(schema=SEGMENTS_LONG_SCHEMA)
-    if isinstance(segments_long, pl.DataFrame):
-        segments_long = segments_long.to_arrow()
-    inputs = {
-        "_build_steps": core.steps.to_arrow(),
-        "_build_sessions": core.sessions.to_arrow(),
-        "_build_journeys": core.journeys.to_arrow(),
-        "_segments_long": segments_long,
-    }
-    for name, table in inputs.items():
-        con.register(name, table)
-    try:
-        for name, table in warehouse.BUILT.items():
-            sql = (warehouse.sql_dir() / name).read_text()
-            if only_customers:
-                con.execute(f"delete from {table} where customer_id in (select customer_id from _affected_customers)")
-                sql = sql.replace(f"create or replace table {table} as", f"insert into {table}")
-            con.execute(sql)
-        for name in warehouse.CORE:
-            warehouse.run_sql_file(con, name)
-    finally:
-        for name in inputs:
-            con.unregister(name)
+    """All core tables from one build output (one bucket holding every customer, or with
+    `only_customers` the rebuilt customers of _affected_customers): clear, write, finish."""
+    clear_core(con, only_customers)
+    write_core(con, core)
+    finish_core(con, segments_long, only_customers)
 
 
 def build_marts(con: duckdb.DuckDBPyConnection) -> None:
@@ -142,13 +206,3 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
         more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""
         raise LawError("the marts break a flow law" + more + ":\n  " + "\n  ".join(lines))
     return len(checks)
-
-
-def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
-    """staging.events, the columns the build step reads (only the customers in the temp
-    table _affected_customers when `only_affected`)."""
-    where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
-    return con.sql(
-        "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
-        "cast(properties as varchar) as properties from staging.events" + where
-    ).pl()

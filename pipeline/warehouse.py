@@ -22,8 +22,16 @@ DDL = (
     "meta/segment_keys.sql",
     "meta/source_files.sql",
 )
-BUILT = {"core/steps.sql": "core.steps", "core/sessions.sql": "core.sessions", "core/journeys.sql": "core.journeys"}  # from the build output
-CORE = ("core/journey_status.sql", "core/customer_segments.sql", "core/visits.sql", "core/moves.sql")  # from core, every run
+# from the build output (pipeline.journeys.build_journeys), bucket by bucket
+BUILT = {
+    "core/steps.sql": "core.steps",
+    "core/sessions.sql": "core.sessions",
+    "core/journeys.sql": "core.journeys",
+    "core/visits.sql": "core.visits",
+    "core/moves.sql": "core.moves",
+}
+STATUS = ("core/journey_status.sql",)  # incremental runs: every journey's status at the new as-of
+CORE = ("core/customer_segments.sql",)  # from core, after the buckets
 MARTS = (
     "marts/transitions.sql",
     "marts/stage_stats.sql",

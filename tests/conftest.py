@@ -66,7 +66,7 @@ def marts_db(
         journey_timeout=settings.journey_timeout, **mart_options
     )
     marts.write_settings(con, mart_settings, as_of)
-    marts.write_core(con, core, segments_long)
+    marts.write_all_core(con, core, segments_long)
     marts.build_marts(con)
     return con
 

@@ -11,3 +11,11 @@ set status = case
          > cast((select value from meta.settings where key = 'journey_timeout_seconds') as bigint) * 1000000 then 'dropped'
     else 'open'
 end;
+
+-- the terminal move of a journey (move_index = events + 1) follows its status
+update core.moves as m
+set to_node = upper(j.status)
+from core.journeys as j
+where m.journey_id = j.journey_id
+  and m.move_index = j.events + 1
+  and m.to_node <> upper(j.status);

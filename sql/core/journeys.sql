@@ -3,7 +3,7 @@
 -- the journey timeout before the as-of time), open (still within the timeout).
 create or replace table core.journeys as
 select
-    'j_' || substr(md5(j.journey_key), 1, 16) as journey_id,
+    j.journey_id,
     j.customer_id,
     j.started_at,
     j.ended_at,

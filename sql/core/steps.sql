@@ -1,12 +1,13 @@
 -- core.steps: one row per event after labelling.
--- Grain: event_id. Reads _build_steps (the output of pipeline.journeys.build_journeys).
--- journey_id / session_id: deterministic hashes of customer id and first event id.
+-- Grain: event_id. Reads _build_steps (pipeline.journeys.build_journeys, one bucket of
+-- customers at a time, with ids attached by pipeline.marts.with_ids).
+-- journey_id / session_id: 'j_' / 's_' + 16 hex digits of md5(customer id, U+001F, first event id).
 create or replace table core.steps as
 select
     s.event_id,
     s.customer_id,
-    'j_' || substr(md5(s.journey_key), 1, 16) as journey_id,
-    's_' || substr(md5(s.session_key), 1, 16) as session_id,
+    s.journey_id,
+    s.session_id,
     s.step_index,
     s.ts,
     s.channel,

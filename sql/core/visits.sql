@@ -1,34 +1,16 @@
 -- core.visits: one row per journey and visit to a graph node: consecutive events
 -- of a journey at the same node collapse into one visit; repeats = events - 1.
--- Grain: journey_id, visit_index.
+-- Grain: journey_id, visit_index. Reads _build_visits (pipeline.journeys.derive_visits).
 create or replace table core.visits as
-with steps as (
-    select journey_id, customer_id, step_index, ts, node
-    from core.steps
-),
-marked as (
-    select
-        *,
-        case when node is distinct from lag(node) over w then 1 else 0 end as is_entry
-    from steps
-    window w as (partition by journey_id order by step_index)
-),
-numbered as (
-    select
-        *,
-        sum(is_entry) over (partition by journey_id order by step_index rows unbounded preceding) as visit_index
-    from marked
-)
 select
-    journey_id,
-    cast(visit_index as integer) as visit_index,
-    any_value(customer_id) as customer_id,
-    any_value(node) as node,
-    min(ts) as entered_at,
-    max(ts) as left_at,
-    count(*) as events,
-    count(*) - 1 as repeats,
-    min(step_index) as first_step_index,
-    max(step_index) as last_step_index
-from numbered
-group by journey_id, visit_index;
+    v.journey_id,
+    v.visit_index,
+    v.customer_id,
+    v.node,
+    v.entered_at,
+    v.left_at,
+    v.events,
+    v.repeats,
+    v.first_step_index,
+    v.last_step_index
+from _build_visits as v;

@@ -1,0 +1,139 @@
+"""Bucketed execution: the core tables and marts do not depend on how customers are split
+into buckets, and the Polars visits and moves equal their SQL window definitions.
+
+tests/sql_reference/ holds core.visits and core.moves written as SQL window queries over
+core.steps (how they were computed before bucketing): an independent definition that the
+Polars derivation (pipeline.journeys.derive_visits / derive_moves) is checked against.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import JOURNEYS_BIN, SAMPLE, copy_config
+from pipeline import buckets, marts, warehouse
+from pipeline.journeys import build_journeys
+from test_marts import scenarios
+
+REFERENCE = Path(__file__).resolve().parent / "sql_reference"
+CORE = ("core.steps", "core.sessions", "core.journeys", "core.visits", "core.moves", "core.customer_segments")
+MARTS = ("marts.transitions", "marts.stage_stats", "marts.funnel", "marts.segment_summary", "marts.bottlenecks",
+         "marts.drop_offs", "marts.repeat_contacts", "marts.segment_comparison")
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def rows(con: duckdb.DuckDBPyConnection, table: str) -> list:
+    return sorted(map(repr, con.execute(f"select * from {table}").fetchall()))
+
+
+def staged(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse whose staging.events holds `events`."""
+    con = warehouse.connect(":memory:")
+    con.register("_events", events.to_arrow())
+    con.execute("insert into staging.events by name select * from _events")
+    con.unregister("_events")
+    con.execute("create or replace temp table _affected_customers (customer_id varchar)")
+    return con
+
+
+def built(scenario, n: int) -> duckdb.DuckDBPyConnection:
+    """Core and marts of a scenario, built in n buckets from staging.events."""
+    events, s, as_of, seg, stage_order = scenario
+    con = staged(events)
+    keys = sorted(set(seg["segment_key"])) if seg is not None and seg.height else []
+    marts.write_settings(con, marts.MartSettings(level=s.level, goal_stage=s.goal_stage, funnel_stages=tuple(stage_order),
+                                                 segment_keys=keys, journey_timeout=s.journey_timeout), as_of)
+    buckets.build_core(con, s, as_of, n)
+    marts.finish_core(con, seg)
+    marts.build_marts(con)
+    return con
+
+
+@SETTINGS
+@given(scenario=scenarios(max_events=20), n=st.integers(2, 6))
+def test_any_number_of_buckets_gives_the_same_core_and_marts(scenario, n):
+    one, many = built(scenario, 1), built(scenario, n)
+    for table in CORE + MARTS:
+        assert rows(many, table) == rows(one, table), f"{table} differs with {n} buckets"
+
+
+@SETTINGS
+@given(scenario=scenarios(max_events=20))
+def test_visits_and_moves_equal_their_sql_window_definitions(scenario):
+    events, s, as_of, _, _ = scenario
+    con = warehouse.connect(":memory:")
+    marts.write_all_core(con, build_journeys(events, s, as_of))
+    for name in ("visits", "moves"):
+        sql = (REFERENCE / f"{name}.sql").read_text()
+        sql = sql.replace(f"create or replace table core.{name} as", f"create or replace temp table ref_{name} as")
+        con.execute(sql.replace("select * from core.visits", "select * from ref_visits"))
+        assert rows(con, f"ref_{name}") == rows(con, f"core.{name}")
+
+
+def test_the_reference_sql_reads_what_it_should():
+    """The reference moves query must read the reference visits (not the tables under test)."""
+    assert "select * from core.visits" in (REFERENCE / "moves.sql").read_text()
+
+
+def test_each_customer_is_in_exactly_one_bucket():
+    events = pl.DataFrame({"customer_id": [f"c{i}" for i in range(500)]})
+    con = warehouse.connect(":memory:")
+    con.register("_c", events.to_arrow())
+    got = con.execute("select count(distinct hash(customer_id) % 7), count(*) from _c").fetchall()[0]
+    assert got == (7, 500)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("4GiB", 4 * 1024**3), ("4 GB", 4 * 10**9), ("500MB", 500 * 10**6), ("1.5 GiB", int(1.5 * 1024**3)),
+    ("123", 123), ("2 KiB", 2048),
+])
+def test_parse_bytes(text, expected):
+    assert buckets.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["four GB", "4 parsecs", "", "-1GB"])
+def test_parse_bytes_rejects_what_is_not_a_size(text):
+    with pytest.raises(ValueError, match="is not a size"):
+        buckets.parse_bytes(text)
+
+
+def test_bucket_count_follows_events_and_budget():
+    n_events = 1_000_000
+    con = warehouse.connect(":memory:")
+    con.execute(
+        "insert into staging.events (event_id, customer_id, ts, channel, event_type, source) "
+        "select 'e' || i, 'c' || (i % 1000), timestamptz '2026-01-01' + to_seconds(i), 'web', 'view', 's' "
+        "from range(?) t(i)", [n_events])
+    per_event = buckets.BYTES_PER_EVENT
+    assert buckets.bucket_count(con, budget=n_events * per_event * 2) == 1
+    assert buckets.bucket_count(con, budget=n_events * per_event // 4) == 4
+    # never a bucket smaller than MIN_BUCKET_EVENTS, however small the budget
+    assert buckets.bucket_count(con, budget=1) == n_events // buckets.MIN_BUCKET_EVENTS
+
+
+@pytest.mark.slow
+def test_sample_through_the_cli_with_different_bucket_counts(tmp_path, journeys_env):
+    """The bundled sample built by the real CLI in 1 and in 5 buckets: every core and mart table equal."""
+    got = {}
+    for n in (1, 5):
+        config = copy_config(SAMPLE / "journeys.toml", tmp_path / f"b{n}")
+        done = subprocess.run([str(JOURNEYS_BIN), "run", "-c", str(config), "--buckets", str(n), "--json"],
+                              capture_output=True, text=True, env=journeys_env)
+        assert done.returncode == 0, done.stderr
+        assert f'"buckets": {n}' in done.stdout
+        con = duckdb.connect(str(tmp_path / f"b{n}" / "build" / "journeys.duckdb"), read_only=True)
+        tables = [t for (t,) in con.execute(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema in ('core', 'marts') and table_type = 'BASE TABLE' order by 1").fetchall()]
+        got[n] = {t: rows(con, t) for t in tables}
+        con.close()
+    assert set(got[1]) == set(got[5]) and len(got[1]) >= len(CORE + MARTS)
+    for table in got[1]:
+        assert got[5][table] == got[1][table], f"{table} differs between 1 and 5 buckets"
