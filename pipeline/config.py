@@ -104,6 +104,16 @@ class Customers:
 
 
 @dataclasses.dataclass(frozen=True)
+class IdentityMap:
+    """An identity-map file ([[identity.maps]], e.g. a CRM export): each row links its identifiers."""
+
+    name: str
+    path: str  # absolute
+    identifiers: tuple[tuple[str, str], ...]  # (type, column)
+    delimiter: str = ","
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     name: str
@@ -136,6 +146,9 @@ class Config:
     min_transitions: int = 0  # readable graph: fold edges with fewer transitions
     pseudonymize: bool = False  # [privacy]: replace customer identifiers with keyed hashes
     key_env: str = PSEUDONYM_KEY_ENV  # the environment variable holding that key (never the key itself)
+    customer_type: str = "customer"  # [identity]: the identifier type whose values are known customer ids
+    exclusive_types: tuple[str, ...] | None = None  # types that may link one known customer only; None = every other type
+    identity_maps: tuple[IdentityMap, ...] = ()
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -291,7 +304,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "identity"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -314,10 +327,11 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
     if "sources" not in raw or not isinstance(raw["sources"], list) or not raw["sources"]:
         raise r.fail("sources", "no [[sources]] given", "add at least one [[sources]] table with name, path, format, channel, customer_id, event_type and timestamp")
+    customer_type, exclusive_types, identity_maps = _identity(r, raw.get("identity", {}), base, check_files)
     sources = []
     seen: set[str] = set()
     for i, s in enumerate(raw["sources"]):
-        sources.append(_source(r, s, i, base, channels, seen, check_files))
+        sources.append(_source(r, s, i, base, channels, seen, check_files, customer_type))
 
     customers = None
     if "customers" in raw:
@@ -478,11 +492,72 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         min_transitions=min_transitions,
         pseudonymize=pseudonymize,
         key_env=key_env,
+        customer_type=customer_type,
+        exclusive_types=exclusive_types,
+        identity_maps=identity_maps,
         text=text,
     )
 
 
-def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], seen: set[str], check_files: bool) -> Source:
+def _identity(r: _Reader, identity: Any, base: Path, check_files: bool) -> tuple[str, tuple[str, ...] | None, tuple[IdentityMap, ...]]:
+    """[identity]: the customer type, the exclusive types and the identity-map files."""
+    if not isinstance(identity, dict):
+        raise r.fail("identity", "expected a table", "write an [identity] table (see docs/config.md)")
+    r.check_keys(identity, {"customer_type", "exclusive_types", "maps"}, "identity", "identity")
+    customer_type = identity.get("customer_type", "customer")
+    if not isinstance(customer_type, str) or not customer_type:
+        raise r.fail("identity.customer_type", f"{customer_type!r} is not an identifier type", 'write the type whose values are customer ids, e.g. customer_type = "customer"', "identity")
+    exclusive = None
+    if "exclusive_types" in identity:
+        exclusive = () if identity["exclusive_types"] == [] else _strs(r, identity["exclusive_types"], "identity.exclusive_types", "identity")
+        if customer_type in exclusive:
+            raise r.fail("identity.exclusive_types", f"'{customer_type}' is identity.customer_type, whose values are the customers themselves", "remove it from exclusive_types", "identity")
+    maps = []
+    names: set[str] = set()
+    raw_maps = identity.get("maps", [])
+    if not isinstance(raw_maps, list):
+        raise r.fail("identity.maps", "expected an array of tables", "write one [[identity.maps]] table per identity-map file", "identity")
+    for i, m in enumerate(raw_maps):
+        key = f"identity.maps[{i}]"
+        if not isinstance(m, dict):
+            raise r.fail(key, "expected a table", "write one [[identity.maps]] table per identity-map file", "identity.maps")
+        r.check_keys(m, {"name", "path", "identifiers", "delimiter"}, key, "identity.maps")
+        for required in ("name", "path", "identifiers"):
+            if required not in m:
+                raise r.fail(f"{key}.{required}", "missing", f"add {required} to this [[identity.maps]] table (see docs/config.md)", "identity.maps")
+        name = str(m["name"])
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or name in names:
+            raise r.fail(f"{key}.name", f"'{name}' is not a unique simple name", "use letters, digits, _ or - and a different name per map", "identity.maps")
+        names.add(name)
+        mpath = (base / m["path"]).resolve()
+        if check_files and not mpath.is_file():
+            raise r.fail(f"{key}.path", f"file {mpath} not found", "correct the path (relative to the config file) or remove the map", "identity.maps")
+        ids = m["identifiers"]
+        if not isinstance(ids, dict) or len(ids) < 2 or not all(isinstance(v, str) and v for v in ids.values()):
+            raise r.fail(f"{key}.identifiers", "expected a table of at least two type = \"column\" entries (a row links its identifiers)", 'write identifiers = { customer = "customer_id", phone = "phone" }', "identity.maps")
+        delimiter = str(m.get("delimiter", ","))
+        if len(delimiter) != 1:
+            raise r.fail(f"{key}.delimiter", f"{delimiter!r} is not one character", 'write e.g. delimiter = ";"', "identity.maps")
+        maps.append(IdentityMap(name=name, path=str(mpath), identifiers=tuple((str(k), v) for k, v in ids.items()), delimiter=delimiter))
+    return customer_type, exclusive, tuple(maps)
+
+
+def _with_customer_columns(identifiers: tuple[tuple[str, str], ...], customer_id: tuple[str, ...],
+                           customer_type: str) -> tuple[tuple[str, str], ...]:
+    """The source's identifiers plus every customer column they do not name, so that a row's customer
+    value is always in `identifiers`, where identity resolution reads it: under `customer_type` when no
+    identifier has that type yet, else under the column's own name (`<column>_column` if that is taken)."""
+    out = list(identifiers)
+    for column in customer_id:
+        if column in {c for _, c in out}:
+            continue
+        types = {t for t, _ in out}
+        out.append((customer_type if customer_type not in types else column if column not in types else f"{column}_column", column))
+    return tuple(out)
+
+
+def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], seen: set[str], check_files: bool,
+            customer_type: str = "customer") -> Source:
     key = f"sources[{i}]"
     sec = "sources"
     r.check_keys(
@@ -551,7 +626,8 @@ def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], 
         timestamp=tspec,
         event_id=str(event_id) if event_id else None,
         natural_key=natural_key,
-        identifiers=tuple((str(k), str(v)) for k, v in identifiers.items()),
+        identifiers=_with_customer_columns(tuple((str(k), str(v)) for k, v in identifiers.items()),
+                                           _strs(r, s["customer_id"], f"{key}.customer_id", sec), customer_type),
         properties=_strs(r, s["properties"], f"{key}.properties", sec) if s.get("properties") else (),
         delimiter=delimiter,
         encoding=encoding,

@@ -23,7 +23,7 @@ from typing import Callable
 
 import duckdb
 
-from pipeline import __version__, export, graph, ingest, marts, privacy, warehouse
+from pipeline import __version__, export, graph, identity, ingest, marts, privacy, warehouse
 from pipeline.html_report import write_report
 from pipeline.lock import run_lock
 from pipeline.report import summarize
@@ -75,6 +75,11 @@ def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, pro
         files = ingest.ingest(con, config, batch_id=run_id, progress=say)
     ingest.load_customers(con, config)
     pseudonymized = privacy.pseudonymize_staging(con, config)  # {} unless [privacy] pseudonymize = true
+    # after pseudonymizing: pseudonyms keep every equality of values, so the graph is the same, and
+    # core.identities, staging.identity_conflicts and the anonymous customer ids never hold a raw value
+    _say(progress, "resolve identities (duckdb)")
+    identity_map_rows = identity.load_identity_maps(con, config)
+    resolved = identity.resolve(con, config)
     if files:
         con.executemany(
             "insert into meta.ingest_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -91,6 +96,7 @@ def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, pro
         "duplicates": sum(f.duplicates for f in files),
         "quarantined": sum(f.quarantined for f in files),
         **({"pseudonymized": pseudonymized} if pseudonymized else {}),
+        "identity": {**resolved, "identity_map_rows": identity_map_rows},
     }
 
 

@@ -24,7 +24,14 @@ Planted, and recorded in the ground truth:
   consideration;
 * a handful of bad rows of every quarantine reason, and a few rows repeated
   byte for byte, by file and physical line; all on customers outside both
-  plants, so that neither plant depends on how they are handled.
+  plants, so that neither plant depends on how they are handled;
+* identities to stitch (``identity`` in the ground truth): customers who browse
+  anonymously on a cookie until they log in on it, customers with two cookies,
+  customers whose calls carry only a phone and whose receipts carry only a
+  loyalty card (both on file in the CRM export ``crm/crm_export.csv``), and a
+  shared device: one cookie on which two customers are logged in, which must be
+  reported as a conflict and join nobody. Phones that two customers share by
+  chance are shared identifiers too.
 
 The same seed writes byte-identical files. Customers and ids are drawn with
 numpy; events are built journey by journey, session by session, because each
@@ -107,6 +114,12 @@ STORE_COLUMNS = ("store_id", "receipt_no", "receipt_type", "amount", "currency",
                  "customer_no", "purchased_at")
 EMAIL_COLUMNS = ("message_event_id", "recipient_id", "campaign", "event", "medium", "event_time")
 CUSTOMER_COLUMNS = ("customer_id", "region", "tier", "acquisition_channel", "signup_date")
+CRM_COLUMNS = ("customer_id", "email", "phone", "loyalty_card")
+
+# The planted identities (drawn with their own random stream, so nothing else moves).
+ANONYMOUS_UNTIL_LOGIN_SHARE = 0.6  # of customers with a cookie whose first login comes after other hits
+PHONE_ONLY_SHARE = 0.25  # of customers with calls and a phone of their own: the call center records only the phone
+CARD_ONLY_SHARE = 0.3  # of customers with receipts: the till records only the loyalty card
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -776,7 +789,7 @@ BAD_ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
     ("social", "timestamp_out_of_range", _set(created_time="0")),
     ("social", "missing_event_type", _set(action="")),
     ("call_center", "malformed_line", _extra_field("see ticket 4411")),
-    ("call_center", "missing_customer", _set(customer_number="")),
+    ("call_center", "missing_customer", _set(customer_number="", phone="")),
     ("call_center", "unparseable_timestamp", _set(call_start="yesterday")),
     ("call_center", "timestamp_out_of_range", _set(call_start="2099-01-01 10:00:00", call_end="2099-01-01 10:06:00")),
     ("call_center", "missing_event_type", _set(reason_code="")),
@@ -863,11 +876,100 @@ def _plant_defects(rng: np.random.Generator, sources: list[_Source], people: lis
         file.rows.insert(int(rng.integers(len(file.rows) + 1)), _Row(edit(fresh(source, file)), reason=reason))
 
 
+# --------------------------------------------------------------------------- identities
+
+
+def _plant_identities(rng: np.random.Generator, sources: list[_Source], people: list[_Person],
+                      customers: int, shared_cookie: str) -> dict[str, Any]:
+    """Make some rows carry fewer identifiers, as channel systems do, and return who is who.
+
+    Web hits on a cookie before the customer first logs in on it lose their user_id; the call center keeps
+    only the phone of some customers, the till only the loyalty card of others (both on file in the CRM
+    export); two customers are logged in on one shared cookie. Customers of the shared device keep all their
+    ids, and only customers whose phone is their own lose their customer number on calls."""
+    by_name = {s.name: s for s in sources}
+    rows_of: dict[tuple[str, int], list[_Row]] = {}
+    for name in ("web", "call_center", "store"):
+        for file in by_name[name].files.values():  # files and rows in time order
+            for row in file.rows:
+                rows_of.setdefault((name, row.who), []).append(row)
+    phone_owners: dict[str, list[str]] = {}
+    for p in people[:customers]:
+        phone_owners.setdefault(p.phone, []).append(p.customer_id)
+    with_web = [who for who in range(customers) if len(rows_of.get(("web", who), [])) >= 2]
+    sharing = sorted(int(w) for w in rng.choice(with_web, size=2, replace=False))
+    for who in sharing:  # the first half of their hits happen on the shared device, logged in
+        hits = rows_of[("web", who)]
+        for row in hits[: len(hits) // 2]:
+            row.values["cookie_id"] = shared_cookie
+    anonymous_until_login, phone_only, card_only = [], [], []
+    for who in range(customers):
+        person = people[who]
+        if who not in sharing:
+            for cookie in person.cookies:
+                hits = [r for r in rows_of.get(("web", who), []) if r.values["cookie_id"] == cookie]
+                first_login = next((i for i, r in enumerate(hits) if r.values["event"] == "account_login"), 0)
+                if first_login and rng.random() < ANONYMOUS_UNTIL_LOGIN_SHARE:
+                    for row in hits[:first_login]:
+                        row.values["user_id"] = None
+                    anonymous_until_login.append({"customer_id": person.customer_id, "cookie": cookie,
+                                                  "anonymous_hits": first_login})
+        calls = rows_of.get(("call_center", who), [])
+        if calls and len(phone_owners[person.phone]) == 1 and rng.random() < PHONE_ONLY_SHARE:
+            for row in calls:
+                row.values["customer_number"] = ""
+            phone_only.append({"customer_id": person.customer_id, "phone": person.phone, "calls": len(calls)})
+        receipts = rows_of.get(("store", who), [])
+        if receipts and rng.random() < CARD_ONLY_SHARE:
+            for row in receipts:
+                row.values["customer_no"] = ""
+            card_only.append({"customer_id": person.customer_id, "card": person.card, "receipts": len(receipts)})
+    shared = [{"type": "cookie", "value": shared_cookie, "customer_ids": [people[w].customer_id for w in sharing],
+               "planted": True}]
+    shared += [{"type": "phone", "value": phone, "customer_ids": sorted(owners), "planted": False}
+               for phone, owners in sorted(phone_owners.items()) if len(owners) > 1]
+    shared_values = {(s["type"], s["value"]) for s in shared}
+
+    def own(kind: str, value: str) -> list[str]:
+        return [] if (kind, value) in shared_values else [value]
+
+    return {
+        "customer_type": "customer",
+        "people": [
+            {"customer_id": p.customer_id,
+             "identifiers": {"cookie": list(p.cookies), "handle": [p.handle], "phone": own("phone", p.phone),
+                             "card": [p.card], "email": [_email_address(p)]}}
+            for p in people[:customers]
+        ],
+        "visitors": [p.cookies[0] for p in people[customers:]],
+        "anonymous_until_login": anonymous_until_login,
+        "two_cookies": [p.customer_id for p in people[:customers] if len(p.cookies) == 2],
+        "phone_only_calls": phone_only,
+        "card_only_receipts": card_only,
+        "shared": shared,
+    }
+
+
+def _email_address(person: _Person) -> str:
+    """The e-mail address the CRM holds for a customer."""
+    return f"{person.handle[1:]}@mail.example.com"
+
+
+def _crm_csv(customers: list[_Person]) -> str:
+    """crm/crm_export.csv: each customer's id with the e-mail, phone and loyalty card on file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CRM_COLUMNS)
+    for p in customers:
+        writer.writerow((p.customer_id, _email_address(p), p.phone, p.card))
+    return buffer.getvalue()
+
+
 # --------------------------------------------------------------------------- ground truth and output
 
 
 def _ground_truth(seed: int, customers: list[_Person], visitors: int, sources: list[_Source],
-                  journeys: list[list[list[_Touch]]]) -> dict[str, Any]:
+                  journeys: list[list[list[_Touch]]], identity: dict[str, Any]) -> dict[str, Any]:
     """The planted truths, every bad row and duplicate by file and line, row counts, and journey statuses
     as the pipeline should find them (as of the latest event)."""
     bad_rows, duplicates, files = [], [], {}
@@ -910,6 +1012,7 @@ def _ground_truth(seed: int, customers: list[_Person], visitors: int, sources: l
         "journeys": {"total": len(journeys), **statuses},
         "anonymous_visitors": visitors,
         "customers_file": {"path": "customers.csv", "rows": len(customers)},
+        "identity": identity,
     }
 
 
@@ -932,8 +1035,8 @@ def write_sample(out_dir: Path, customers: int = 2000, seed: int = 7) -> dict:
     files. Raises ValueError for fewer than MIN_CUSTOMERS customers."""
     if customers < MIN_CUSTOMERS:
         raise ValueError(f"customers must be at least {MIN_CUSTOMERS} to plant every truth, got {customers}")
-    people_rng, journey_rng, id_rng, defect_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    people_rng, journey_rng, id_rng, defect_rng, identity_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
     cookies = _Ids(people_rng, "ck-", 16)
     known = _make_customers(people_rng, customers, cookies)
     people = known + _make_visitors(people_rng, round(customers * ANONYMOUS_PER_CUSTOMER), cookies)
@@ -943,6 +1046,7 @@ def write_sample(out_dir: Path, customers: int = 2000, seed: int = 7) -> dict:
 
     sources = _make_sources(id_rng)
     _fill(sources, people, [t for j in journeys for s in j for t in s])
+    identity = _plant_identities(identity_rng, sources, people, customers, shared_cookie=cookies.next())
     eligible = [who for who, p in enumerate(known) if p.region != SLOW_REGION and p.acquisition != LEAKY_CHANNEL]
     _plant_defects(defect_rng, sources, people, eligible)
 
@@ -953,6 +1057,8 @@ def write_sample(out_dir: Path, customers: int = 2000, seed: int = 7) -> dict:
             (out_dir / path).write_text(file.text(), encoding="utf-8", newline="")
     first_at = [js[0][0][0].at for js in per_customer]
     (out_dir / "customers.csv").write_text(_customers_csv(people_rng, known, first_at), encoding="utf-8", newline="")
-    truth = _ground_truth(seed, known, len(people) - customers, sources, journeys)
+    (out_dir / "crm").mkdir(parents=True, exist_ok=True)
+    (out_dir / "crm" / "crm_export.csv").write_text(_crm_csv(known), encoding="utf-8", newline="")
+    truth = _ground_truth(seed, known, len(people) - customers, sources, journeys, identity)
     (out_dir / "ground_truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8", newline="")
     return truth

@@ -97,7 +97,7 @@ def copy_config(config: Path, out_dir: Path, name: str = "journeys.toml") -> Pat
             key = stripped.split("=", 1)[0].strip()
             default = {"warehouse": "journeys.duckdb", "export_dir": "export", "graph_dir": "graph", "report": "report.html"}[key]
             line = f'{key} = "{(out_dir / "build" / default).as_posix()}"'
-        elif stripped.startswith("path = ") and section in ("[[sources]]", "[customers]"):
+        elif stripped.startswith("path = ") and section in ("[[sources]]", "[customers]", "[[identity.maps]]"):
             rel = stripped.split("=", 1)[1].strip().strip('"')
             line = f'path = "{(base / rel).as_posix()}"' if not rel.startswith("/") else line
         lines.append(line)

@@ -88,6 +88,8 @@ def test_batches_with_late_changed_and_removed_files_equal_a_full_rebuild(raw, t
     landing, out = tmp_path / "landing", tmp_path / "inc"
     landing.mkdir()
     shutil.copy(raw / "customers.csv", landing / "customers.csv")
+    (landing / "crm").mkdir()
+    shutil.copy(raw / "crm" / "crm_export.csv", landing / "crm" / "crm_export.csv")  # the identity map
     rng = random.Random(11)
     june = raw / "web" / "clickstream-2026-06.jsonl"
     june_now, june_late = split_lines(june, keep=0.8, rng=rng)

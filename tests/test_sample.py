@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
+from identity_reference import resolve
 
 from pipeline.sample import MIN_CUSTOMERS, write_sample
 
@@ -62,6 +63,7 @@ class Event:
     channel: str
     event_type: str
     order: tuple[int, str, int]  # source index, file, line: how events with equal times are ordered
+    identifiers: tuple[tuple[str, str], ...] = ()  # (type, value) of the row's non-empty identifiers
 
 
 @dataclasses.dataclass
@@ -154,6 +156,21 @@ def read_raw(out: Path) -> Loaded:
                     continue
                 first_seen[key] = (line, name, number)
                 loaded.events.append(to_event(index, source, row, where))
+    return stitch(out, loaded)
+
+
+def stitch(out: Path, loaded: Loaded) -> Loaded:
+    """Each event's customer after identity resolution over the events' identifiers and the identity maps
+    of journeys.toml (the union-find reference of tests/identity_reference.py)."""
+    identity = CONFIG.get("identity", {})
+    map_rows = []
+    for m in identity.get("maps", []):
+        with open(out / m["path"], newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f, delimiter=m.get("delimiter", ",")):
+                map_rows.append({t: r[c].strip() for t, c in m["identifiers"].items() if r[c].strip()})
+    rows = [dict(e.identifiers) for e in loaded.events] + map_rows
+    customers, _, _ = resolve(rows, identity.get("customer_type", "customer"), identity.get("exclusive_types"))
+    loaded.events = [dataclasses.replace(e, customer_id=c) for e, c in zip(loaded.events, customers)]
     return loaded
 
 
@@ -163,7 +180,8 @@ def to_event(index: int, source: dict, row: dict, where: tuple[str, int]) -> Eve
     customer = next(row[c] for c in columns if row.get(c))
     channel = source["channel"] if isinstance(source["channel"], str) else row[source["channel"]["column"]]
     event_type = (source["event_type"].get("prefix", "") + row[source["event_type"]["column"]]).lower()
-    return Event(customer, parse_time(source, row), channel, event_type, (index, *where))
+    identifiers = tuple((t, row[c].strip()) for t, c in source.get("identifiers", {}).items() if (row.get(c) or "").strip())
+    return Event(customer, parse_time(source, row), channel, event_type, (index, *where), identifiers)
 
 
 # --------------------------------------------------------------------------- reference journeys and metrics
