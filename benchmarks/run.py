@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ PYTHON = sys.executable
 JOURNEYS = str(Path(sys.executable).parent / "journeys")
 TIME = "/usr/bin/time"
 GIB = 1024**3
+MIN_FREE_DISK = 2 * GIB  # a process is stopped before it fills the disk with spill files
 TERMINALS = ("CONVERTED", "DROPPED", "OPEN")
 
 # peer tool -> (script, tolerance on the mean wait in seconds, note)
@@ -98,7 +100,7 @@ class Measurement:
     tool: str
     events: int
     command: str
-    status: str = "ok"  # ok | error | out of memory | timed out | cached
+    status: str = "ok"  # ok | error | out of memory | timed out | out of disk | cached
     wall_seconds: float | None = None
     peak_rss_bytes: int | None = None
     detail: str = ""
@@ -107,7 +109,7 @@ class Measurement:
 
 
 def parse_time_v(text: str) -> tuple[float | None, int | None, int | None]:
-    """(wall seconds, max RSS bytes, exit status) from GNU time's -v report."""
+    """(wall seconds, max RSS bytes, exit status; -N when killed by signal N) from GNU time's -v report."""
     wall = rss = status = None
     for line in text.splitlines():
         line = line.strip()
@@ -118,7 +120,9 @@ def parse_time_v(text: str) -> tuple[float | None, int | None, int | None]:
         elif line.startswith("Maximum resident set size (kbytes)"):
             rss = int(line.rsplit(":", 1)[1]) * 1024
         elif line.startswith("Exit status"):
-            status = int(line.rsplit(":", 1)[1])
+            status = status if status is not None else int(line.rsplit(":", 1)[1])
+        elif line.startswith("Command terminated by signal"):
+            status = -int(line.rsplit(" ", 1)[1])  # as subprocess reports a signal
     return wall, rss, status
 
 
@@ -157,16 +161,18 @@ def shown(argv: list[str]) -> str:
 
 def measure(tool: str, events: int, argv: list[str], log_dir: Path, cap_bytes: int, timeout_seconds: float,
             env: dict | None = None) -> Measurement:
-    """Run argv under /usr/bin/time -v in its own process group, with a watchdog on memory and time."""
+    """Run argv under /usr/bin/time -v in its own process group, in log_dir's parent (where DuckDB
+    spills), with a watchdog on memory, time and the free disk left for spilling."""
     log_dir.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", tool.lower()).strip("-")
     time_file, out_file = log_dir / f"{slug}.time", log_dir / f"{slug}.log"
     m = Measurement(tool, events, shown(argv))
     killed: list[str] = []
     watched_peak = [0]
+    m.extra["load_before"] = round(os.getloadavg()[0], 2)
     with open(out_file, "w") as out:
         proc = subprocess.Popen([TIME, "-v", "-o", str(time_file), *argv], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+                                start_new_session=True, env=env, cwd=log_dir.parent)
         started = time.monotonic()
 
         def watchdog() -> None:
@@ -177,6 +183,8 @@ def measure(tool: str, events: int, argv: list[str], log_dir: Path, cap_bytes: i
                     killed.append(f"out of memory at {rss / GIB:.1f} GiB (cap {cap_bytes / GIB:g} GiB)")
                 elif time.monotonic() - started > timeout_seconds:
                     killed.append(f"timed out after {timeout_seconds:.0f} s")
+                elif shutil.disk_usage(log_dir).free < MIN_FREE_DISK:
+                    killed.append(f"out of disk (under {MIN_FREE_DISK / GIB:.0f} GiB free, spilling)")
                 if killed:
                     os.killpg(proc.pid, signal.SIGKILL)
                     return
@@ -186,15 +194,18 @@ def measure(tool: str, events: int, argv: list[str], log_dir: Path, cap_bytes: i
         dog.start()
         proc.wait()
         dog.join()
+    m.extra["load_after"] = round(os.getloadavg()[0], 2)
     wall, rss, status = parse_time_v(time_file.read_text() if time_file.exists() else "")
     m.wall_seconds, m.peak_rss_bytes = wall, rss or watched_peak[0] or None
     if killed:
-        m.status = "out of memory" if killed[0].startswith("out of memory") else "timed out"
+        m.status = next(k for k in ("out of memory", "timed out", "out of disk") if killed[0].startswith(k))
         m.detail = killed[0]
         m.wall_seconds = None
     elif proc.returncode != 0 or (status not in (None, 0)):
         tail = out_file.read_text(errors="replace").strip().splitlines()[-3:]
-        m.status, m.detail = "error", f"exit {status if status is not None else proc.returncode}: " + " | ".join(tail)
+        code = status if status is not None else proc.returncode
+        m.status = "error"
+        m.detail = (f"killed by signal {-code}" if code < 0 else f"exit {code}") + ": " + " | ".join(tail)
         if re.search(r"out of memory|OutOfMemory|MemoryError|Killed", " ".join(tail), re.I):
             m.status = "out of memory"
     return m
@@ -407,8 +418,8 @@ def render_markdown(data: dict) -> str:
         lines += [
             f"## {size_label(events)} events ({events:,})",
             "",
-            "| tool | wall s | peak RSS GB | events/s | × floor | × journeys build | status |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| tool | wall s | peak RSS GB | events/s | × floor | × journeys build | load before / after | status |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for r in rows:
             wall = r["wall_seconds"] if r["status"] == "ok" else None
@@ -417,15 +428,19 @@ def render_markdown(data: dict) -> str:
             to_floor = wall / floor if wall and floor and r["tool"] not in (GENERATE, INGEST) else None
             to_build = wall / build if wall and build and r["tool"] not in (GENERATE, INGEST, BUILD) else None
             status = r["status"] if r["status"] != "ok" else "ok"
-            if r["status"] in ("out of memory", "timed out", "error"):
+            if r["status"] in ("out of memory", "timed out", "out of disk", "error"):
                 status = f"**{r['status']}**"
+            extra = r.get("extra") or {}
+            load = f"{extra['load_before']:.1f} / {extra['load_after']:.1f}" if "load_before" in extra else ""
             lines.append(
-                f"| {r['tool']} | {_fmt(wall)} | {_fmt(rss)} | {_fmt(rate, 0)} | {_fmt(to_floor)} | {_fmt(to_build)} | {status} |"
+                f"| {r['tool']} | {_fmt(wall)} | {_fmt(rss)} | {_fmt(rate, 0)} | {_fmt(to_floor)} | {_fmt(to_build)} "
+                f"| {load} | {status} |"
             )
         notes = [f"- {r['tool']}: {r['detail']}" for r in rows if r["detail"]]
         if notes:
             lines += ["", *notes]
         lines.append("")
+    lines += acceptance(data)
     lines += [
         "## Chart",
         "",
@@ -433,10 +448,56 @@ def render_markdown(data: dict) -> str:
         "",
         "× floor: the tool's wall time over the floor's (Polars reading and sorting the four columns).",
         "× journeys build: the tool's wall time over `journeys build`'s (above 1: journeys is faster).",
-        "events/s: events over wall time. GB are 10^9 bytes.",
+        "events/s: events over wall time. GB are 10^9 bytes. load before / after: the machine's 1-minute",
+        f"load average when the tool started and ended ({mach['cores']} cores): above the core count, other",
+        "work was competing for the CPU and the times are slower than on a quiet machine.",
         "",
     ]
     return "\n".join(lines)
+
+
+def acceptance(data: dict) -> list[str]:
+    """Issue 5's acceptance criteria, judged on these measurements: met, not met, or not measured."""
+
+    def row(events: int, tool: str) -> dict | None:
+        return next((r for r in data["results"] if r["events"] == events and r["tool"] == tool), None)
+
+    def ok(r: dict | None) -> bool:
+        return bool(r) and r["status"] == "ok" and r["wall_seconds"] is not None
+
+    def verdict(flag: bool | None) -> str:
+        return {True: "**met**", False: "**not met**", None: "not measured"}[flag]
+
+    ten, hundred = row(10**7, BUILD), row(10**8, BUILD)
+    floor = row(10**7, FLOOR)
+    items = []
+    if ok(ten) and ok(floor):
+        ratio = ten["wall_seconds"] / floor["wall_seconds"]
+        peers = [row(10**7, t) for t in PEER_SCRIPTS]
+        # a peer that ran out of memory or time is slower; an erroring one is not comparable
+        faster = all((ok(p) and ten["wall_seconds"] < p["wall_seconds"]) or (p and p["status"] in ("out of memory", "timed out", "out of disk"))
+                     for p in peers)
+        gb = ten["peak_rss_bytes"] / 1e9
+        met = ratio <= 2 and gb <= 1.5 and faster
+        items.append(f"1. 10M: journeys build {ratio:.2f}× the floor (≤ 2), {gb:.2f} GB peak (≤ 1.5), "
+                     f"faster than every peer: {'yes' if faster else 'no'}. {verdict(met)}")
+    else:
+        items.append(f"1. 10M: build ≤ 2× floor, ≤ 1.5 GB, faster than every peer. {verdict(None)}"
+                     + (f" (journeys build: {ten['status']})" if ten else ""))
+    if ok(hundred):
+        gib = hundred["peak_rss_bytes"] / GIB
+        items.append(f"2. 100M: peak {gib:.2f} GiB (≤ 4 GiB); the edges against another partitioning are checked "
+                     f"by the bucketed build's tests, not here. {verdict(gib <= 4)}")
+    else:
+        items.append(f"2. 100M completes in ≤ 4 GiB. {verdict(None)}" + (f" (journeys build: {hundred['status']})" if hundred else ""))
+    items.append("3. This file is written by the benchmark, with the command above; its numbers are the run's "
+                 "(docs/benchmarks.json). **met**")
+    if ok(ten) and ok(hundred):
+        per = (hundred["wall_seconds"] / 10**8) / (ten["wall_seconds"] / 10**7)
+        items.append(f"4. time per event at 100M is {per:.2f}× that at 10M (≤ 1.5). {verdict(per <= 1.5)}")
+    else:
+        items.append(f"4. time per event at 100M within 1.5× of 10M. {verdict(None)}")
+    return ["## Acceptance (issue 5)", "", *items, ""]
 
 
 def render_chart(data: dict, path: Path) -> None:

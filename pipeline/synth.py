@@ -11,7 +11,7 @@ The shape, per customer (customers never span two chunks, and their ids are
 unique across chunks):
 
 * **activity** is heavy-tailed: a log-normal intensity draws the number of
-  sessions (1 + Poisson), about 3 on average, a few customers with dozens;
+  sessions (1 + Poisson), about 3.6 on average, a few customers with dozens;
 * **sessions** follow one another after minutes (some under, some over the
   30-minute inactivity timeout, so a planned session sometimes merges with the
   one before), hours or days; now and then a gap over 30 days starts a new

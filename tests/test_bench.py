@@ -35,6 +35,8 @@ def test_parse_time_v(clock, seconds):
     assert wall == pytest.approx(seconds)
     assert rss == 1468006 * 1024
     assert status == 0
+    killed = TIME_V.format(clock=clock).replace("\tExit status: 0", "\tCommand terminated by signal 9\n\tExit status: 0")
+    assert bench.parse_time_v(killed)[2] == -9
 
 
 def test_sizes_round_trip():
