@@ -162,21 +162,27 @@ def shown(argv: list[str]) -> str:
 def measure(tool: str, events: int, argv: list[str], log_dir: Path, cap_bytes: int, timeout_seconds: float,
             env: dict | None = None) -> Measurement:
     """Run argv under /usr/bin/time -v in its own process group, in log_dir's parent (where DuckDB
-    spills), with a watchdog on memory, time and the free disk left for spilling."""
+    spills), with a watchdog on memory, time and the free disk left for spilling.
+
+    Without /usr/bin/time (a bare CI image), the wall clock is timed here and the peak
+    RSS is the child's own rusage from os.wait4, which is what GNU time reports too."""
     log_dir.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", tool.lower()).strip("-")
     time_file, out_file = log_dir / f"{slug}.time", log_dir / f"{slug}.log"
+    time_file.unlink(missing_ok=True)
     m = Measurement(tool, events, shown(argv))
     killed: list[str] = []
     watched_peak = [0]
+    finished = threading.Event()
+    use_time = Path(TIME).exists()
     m.extra["load_before"] = round(os.getloadavg()[0], 2)
     with open(out_file, "w") as out:
-        proc = subprocess.Popen([TIME, "-v", "-o", str(time_file), *argv], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env, cwd=log_dir.parent)
         started = time.monotonic()
+        proc = subprocess.Popen([TIME, "-v", "-o", str(time_file), *argv] if use_time else argv, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=log_dir.parent)
 
         def watchdog() -> None:
-            while proc.poll() is None:
+            while not finished.wait(0.1):
                 rss = tree_rss(proc.pid)
                 watched_peak[0] = max(watched_peak[0], rss)
                 if rss > cap_bytes:
@@ -186,13 +192,26 @@ def measure(tool: str, events: int, argv: list[str], log_dir: Path, cap_bytes: i
                 elif shutil.disk_usage(log_dir).free < MIN_FREE_DISK:
                     killed.append(f"out of disk (under {MIN_FREE_DISK / GIB:.0f} GiB free, spilling)")
                 if killed:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                     return
-                time.sleep(0.1)
 
         dog = threading.Thread(target=watchdog, daemon=True)
         dog.start()
-        proc.wait()
+        if use_time:
+            proc.wait()
+        else:
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            time_file.write_text(
+                f"\tElapsed (wall clock) time (h:mm:ss or m:ss): 0:{time.monotonic() - started:.2f}\n"
+                f"\tMaximum resident set size (kbytes): {usage.ru_maxrss}\n"
+                + (f"\tCommand terminated by signal {-proc.returncode}\n" if proc.returncode < 0 else "")
+                + f"\tExit status: {max(proc.returncode, 0)}\n"
+            )
+        finished.set()
         dog.join()
     m.extra["load_after"] = round(os.getloadavg()[0], 2)
     wall, rss, status = parse_time_v(time_file.read_text() if time_file.exists() else "")
@@ -379,7 +398,7 @@ def render_markdown(data: dict) -> str:
         f"Measured {data['finished_at']} by one run of `benchmarks/run.py` (issue 5). Every tool works on the",
         "same generated events (`journeys sample --events N`, Parquet): sessionize at 30 minutes, then the",
         "transition graph of the sessions (directly-follows edges between event types, with START and END)",
-        "with counts and mean waits. Each tool runs in its own process under `/usr/bin/time -v` (wall clock,",
+        f"with counts and mean waits. Each tool runs in its own process under `{data.get('timer', TIME + ' -v')}` (wall clock,",
         "maximum resident set size); a peer's time is reported only after its edges were checked equal to",
         "ours (same edges, same counts, mean waits within the tolerance noted).",
         "",
@@ -554,8 +573,6 @@ def main(argv: list[str] | None = None) -> int:
         write_docs(json.loads((docs / "benchmarks.json").read_text()), docs)
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    if not Path(TIME).exists():
-        parser.error(f"{TIME} is needed (GNU time, Debian package 'time')")
     data_root = Path(args.data)
     started = datetime.now(timezone.utc)
     results: list[Measurement] = []
@@ -577,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_root": str(shown_root),
         "cap_gib": args.cap_gib,
         "timeout_seconds": args.timeout,
+        "timer": f"{TIME} -v" if Path(TIME).exists() else "os.wait4 rusage (no /usr/bin/time)",
         "machine": machine(),
         "results": [asdict(m) for m in results],
     }

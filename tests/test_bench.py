@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,9 +59,14 @@ def test_compare_edges():
     assert bench.compare_edges(ours, {**ours, ("a", "b"): (2, 10.6)}, 1e-3) == ["a -> b: mean wait 10.6, ours 10.0"]
 
 
-def test_watchdog_kills_above_the_memory_cap_and_after_the_timeout(tmp_path):
+@pytest.mark.parametrize("timer", ["/usr/bin/time", "/nonexistent/time"])
+def test_watchdog_kills_above_the_memory_cap_and_after_the_timeout(tmp_path, monkeypatch, timer):
     """A process tree above the cap is killed and reported as out of memory at its size; one that
-    runs past the timeout as timed out; neither gets a time. A normal run gets wall and RSS."""
+    runs past the timeout as timed out; neither gets a time. A normal run gets wall and RSS; a
+    failing one is an error with its exit code. The same without /usr/bin/time (os.wait4)."""
+    if timer == "/usr/bin/time" and not Path(timer).exists():
+        pytest.skip("no /usr/bin/time here")
+    monkeypatch.setattr(bench, "TIME", timer)
     hog = [sys.executable, "-c", "import time; x = bytearray(400 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"]
     m = bench.measure("hog", 1, hog, tmp_path, cap_bytes=200 * 2**20, timeout_seconds=60)
     assert m.status == "out of memory" and m.wall_seconds is None
