@@ -530,11 +530,16 @@ def render_chart(data: dict, path: Path) -> None:
     for tool in tools:
         points = sorted((r["events"], r["wall_seconds"], r["peak_rss_bytes"]) for r in data["results"]
                         if r["tool"] == tool and r["status"] == "ok" and r["wall_seconds"])
-        if not points:
+        stopped = [(r["events"], r["peak_rss_bytes"]) for r in data["results"]
+                   if r["tool"] == tool and r["status"] in ("out of memory", "timed out", "out of disk") and r["peak_rss_bytes"]]
+        if not points and not stopped:
             continue
         xs = [p[0] for p in points]
-        ax_time.plot(xs, [p[1] for p in points], marker="o", label=tool)
-        ax_mem.plot(xs, [p[2] / 1e9 for p in points], marker="o", label=tool)
+        (line,) = ax_time.plot(xs, [p[1] for p in points], marker="o", label=tool)
+        ax_mem.plot(xs, [p[2] / 1e9 for p in points], marker="o", label=tool, color=line.get_color())
+        if stopped:  # where a tool was stopped: a cross at the memory it had reached
+            ax_mem.scatter([e for e, _ in stopped], [b / 1e9 for _, b in stopped], marker="x", s=80,
+                           color=line.get_color(), label=f"{tool}: stopped")
     for ax, title, unit in ((ax_time, "wall time", "seconds"), (ax_mem, "peak memory (RSS)", "GB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -543,6 +548,8 @@ def render_chart(data: dict, path: Path) -> None:
         ax.set_ylabel(unit)
         ax.grid(True, which="both", alpha=0.3)
     ax_time.legend(fontsize=8)
+    if any(r["status"] in ("out of memory", "timed out", "out of disk") for r in data["results"]):
+        ax_mem.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
