@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 CONFIG ?= data/sample/journeys.toml
 
-.PHONY: run test setup setup-test system-deps sample lock clean
+.PHONY: run test setup setup-test system-deps sample lock clean bench
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -41,6 +41,13 @@ test: setup-test
 
 sample: setup
 	$(VENV)/bin/journeys sample --customers 2000 --seed 7 --out data/sample
+
+# the benchmark of issue 5 (not a test): make bench SIZES=1M,10M[,100M]; writes docs/benchmarks.md,
+# .json and .png; generated data is cached in build/bench/<size>/
+SIZES ?= 1M,10M
+bench: $(UV)
+	$(UV) sync --frozen --inexact --extra bench --python $(PY)
+	$(VENV)/bin/python benchmarks/run.py --sizes $(SIZES)
 
 lock: $(UV)
 	$(UV) lock --python $(PY)

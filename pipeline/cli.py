@@ -334,11 +334,33 @@ def runs(config_path: str, as_json: bool, limit: int) -> None:
         click.echo(str(df.select("run_id", "command", "status", "mode", "started_at", "seconds", "error")))
 
 
+class EventCount(click.ParamType):
+    """A whole number of events, optionally with a suffix k or M (thousands, millions): 50000, 50k, 10M."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        scale = {"k": 1_000, "K": 1_000, "m": 1_000_000, "M": 1_000_000}.get(text[-1:], 1)
+        try:
+            number = int(text[:-1] if scale > 1 else text)
+        except ValueError:
+            self.fail(f"'{value}' is not a number of events; write e.g. 50000, 50k or 10M", param, ctx)
+        if number * scale < 1:
+            self.fail(f"'{value}' is not at least 1 event", param, ctx)
+        return number * scale
+
+
 @cli.command()
-@click.option("--customers", default=2000, show_default=True, type=click.IntRange(min=1), help="How many customers to simulate.")
+@click.option("--customers", default=2000, show_default=True, type=click.IntRange(min=1), help="How many customers to simulate (the realistic sample).")
+@click.option("--events", type=EventCount(), default=None,
+              help="Write this many events (e.g. 50k, 10M) as bulk Parquet for benchmarks instead of the realistic sample.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed: the same seed writes the same files.")
-@click.option("--out", "out_dir", default="data/sample", show_default=True, type=click.Path(file_okay=False), help="Folder to write the raw files into.")
-def sample(customers: int, seed: int, out_dir: str) -> None:
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder to write the raw files into (default: data/sample; required with --events).")
+def sample(customers: int, events: int | None, seed: int, out_dir: str | None) -> None:
     """Write synthetic raw channel files with planted truths (ground_truth.json).
 
     Web clickstream (JSON lines), social (CSV), call center (CSV, local times),
@@ -346,14 +368,30 @@ def sample(customers: int, seed: int, out_dir: str) -> None:
     layout, plus a planted bottleneck, a planted drop-off and bad rows of every
     kind, all listed in ground_truth.json.
 
+    With --events N it writes N events of bulk data instead, fast and in
+    bounded memory: Parquet files OUT/events/part-NNNNN.parquet (event_id,
+    customer_id, ts, channel, event_type) and OUT/journeys.toml, a config whose
+    journeys are the 30-minute sessions and whose graph is at event-type level.
+
     \b
     Example:
         journeys sample --customers 2000 --seed 7 --out data/sample
+        journeys sample --events 10M --seed 1 --out build/bench/10M
     """
-    from pipeline.sample import write_sample
+    if events is None:
+        from pipeline.sample import write_sample
 
-    truth = write_sample(Path(out_dir), customers=customers, seed=seed)
-    click.echo(f"wrote {sum(f['rows'] for f in truth['files'].values())} rows in {len(truth['files'])} files to {out_dir}")
+        out_dir = out_dir or "data/sample"
+        truth = write_sample(Path(out_dir), customers=customers, seed=seed)
+        click.echo(f"wrote {sum(f['rows'] for f in truth['files'].values())} rows in {len(truth['files'])} files to {out_dir}")
+        return
+    if out_dir is None:
+        raise click.UsageError("--events needs --out DIR, the folder to write the bulk data into")
+    from pipeline.synth import write_events
+
+    written = write_events(Path(out_dir), events=events, seed=seed)
+    click.echo(f"wrote {written.events} events of {written.customers} customers in {len(written.files)} files "
+               f"to {out_dir}/events; config {written.config}")
 
 
 def format_summary(result, config) -> str:

@@ -1,0 +1,105 @@
+"""Smoke tests of the benchmark harness (benchmarks/run.py): its parsing, its edge check, its
+watchdog, and one real run on 10k events. Nothing here is timed: the benchmark itself is
+`make bench`, not a test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_run"] = bench
+spec.loader.exec_module(bench)
+
+TIME_V = """\
+\tCommand being timed: "journeys build --config x.toml"
+\tUser time (seconds): 10.50
+\tSystem time (seconds): 1.20
+\tPercent of CPU this job got: 180%
+\tElapsed (wall clock) time (h:mm:ss or m:ss): {clock}
+\tMaximum resident set size (kbytes): 1468006
+\tExit status: 0
+"""
+
+
+@pytest.mark.parametrize("clock, seconds", [("0:02.34", 2.34), ("1:05.50", 65.5), ("1:02:03", 3723.0)])
+def test_parse_time_v(clock, seconds):
+    """Wall clock in m:ss or h:mm:ss, max RSS in KiB -> bytes, and the exit status, from GNU time -v."""
+    wall, rss, status = bench.parse_time_v(TIME_V.format(clock=clock))
+    assert wall == pytest.approx(seconds)
+    assert rss == 1468006 * 1024
+    assert status == 0
+    killed = TIME_V.format(clock=clock).replace("\tExit status: 0", "\tCommand terminated by signal 9\n\tExit status: 0")
+    assert bench.parse_time_v(killed)[2] == -9
+
+
+def test_sizes_round_trip():
+    """1M, 20k and plain numbers parse; labels give them back; a fraction of an event is refused."""
+    assert [bench.parse_size(s) for s in ("1M", "20k", "100M", "5000")] == [10**6, 20_000, 10**8, 5000]
+    assert [bench.size_label(n) for n in (10**6, 20_000, 10**8, 5001)] == ["1M", "20k", "100M", "5001"]
+    with pytest.raises(Exception, match="whole number"):
+        bench.parse_size("0.5k1")
+
+
+def test_compare_edges():
+    """Equal edges pass; a missing, an extra, a different count or a wait beyond the tolerance is named."""
+    ours = {("START", "a"): (3, None), ("a", "b"): (2, 10.0), ("b", "END"): (3, None)}
+    assert bench.compare_edges(ours, dict(ours), 1e-3) == []
+    assert bench.compare_edges(ours, {**ours, ("a", "b"): (2, 10.6)}, 1.0) == []
+    theirs = {("START", "a"): (3, None), ("a", "b"): (1, 10.0), ("a", "c"): (1, 1.0)}
+    problems = bench.compare_edges(ours, theirs, 1e-3)
+    assert problems == ["a -> b: 1 transitions, ours 2", "a -> c extra (1)", "b -> END missing (ours 3)"]
+    assert bench.compare_edges(ours, {**ours, ("a", "b"): (2, 10.6)}, 1e-3) == ["a -> b: mean wait 10.6, ours 10.0"]
+
+
+@pytest.mark.parametrize("timer", ["/usr/bin/time", "/nonexistent/time"])
+def test_watchdog_kills_above_the_memory_cap_and_after_the_timeout(tmp_path, monkeypatch, timer):
+    """A process tree above the cap is killed and reported as out of memory at its size; one that
+    runs past the timeout as timed out; neither gets a time. A normal run gets wall and RSS; a
+    failing one is an error with its exit code. The same without /usr/bin/time (os.wait4)."""
+    if timer == "/usr/bin/time" and not Path(timer).exists():
+        pytest.skip("no /usr/bin/time here")
+    monkeypatch.setattr(bench, "TIME", timer)
+    hog = [sys.executable, "-c", "import time; x = bytearray(400 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"]
+    m = bench.measure("hog", 1, hog, tmp_path, cap_bytes=200 * 2**20, timeout_seconds=60)
+    assert m.status == "out of memory" and m.wall_seconds is None
+    assert m.detail.startswith("out of memory at 0.")
+    m = bench.measure("sleeper", 1, ["sleep", "30"], tmp_path, cap_bytes=2**34, timeout_seconds=0.5)
+    assert m.status == "timed out" and m.wall_seconds is None
+    assert m.detail in ("timed out after 0 s", "timed out after 1 s")
+    m = bench.measure("ok", 1, [sys.executable, "-c", "print('hi')"], tmp_path, cap_bytes=2**34, timeout_seconds=60)
+    assert m.status == "ok" and m.wall_seconds > 0 and m.peak_rss_bytes > 2**20
+    m = bench.measure("fails", 1, [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, cap_bytes=2**34, timeout_seconds=60)
+    assert m.status == "error" and m.detail.startswith("exit 3")
+
+
+def test_harness_end_to_end_on_tiny_data(tmp_path):
+    """The real harness on 10k events: every tool runs, every peer's edges equal ours, and the
+    docs (JSON, Markdown with the reproduce command, chart) are written, and can be written
+    again from the JSON alone."""
+    pytest.importorskip("pm4py")
+    pytest.importorskip("matplotlib")
+    docs = tmp_path / "docs"
+    args = ["--sizes", "10k", "--data", str(tmp_path / "data"), "--docs", str(docs), "--timeout", "300"]
+    assert bench.main(args) == 0
+    data = json.loads((docs / "benchmarks.json").read_text())
+    by_tool = {r["tool"]: r for r in data["results"]}
+    assert list(by_tool) == [bench.GENERATE, bench.INGEST, bench.BUILD, *bench.PEER_SCRIPTS, bench.FLOOR]
+    assert all(r["status"] == "ok" for r in by_tool.values()), by_tool
+    for peer in bench.PEER_SCRIPTS:
+        assert by_tool[peer]["detail"].startswith("edges equal ours"), by_tool[peer]
+        assert by_tool[peer]["edges"] == by_tool[bench.BUILD]["edges"] > 20
+    text = (docs / "benchmarks.md").read_text()
+    assert "python benchmarks/run.py --sizes 10k --seed 1" in text
+    assert "| journeys build |" in text and "## 10k events (10,000)" in text
+    assert (docs / "benchmarks.png").stat().st_size > 10_000
+    (docs / "benchmarks.md").unlink()
+    assert bench.main(["--render-only", "--docs", str(docs)]) == 0
+    assert "| journeys build |" in (docs / "benchmarks.md").read_text()
