@@ -18,10 +18,11 @@ import re
 import duckdb
 import polars as pl
 
-# Peak memory of the Polars build per event of a bucket, measured on generated logs
-# (benchmarks/): the sorted events, the split and labelled frame, steps, visits and moves
-# and their Arrow copies for DuckDB, with headroom.
-BYTES_PER_EVENT = 1200
+# Peak memory of the Polars build per event of a bucket: the events read from DuckDB, the
+# sorted, split and labelled frame, steps, sessions, journeys, visits and moves and their
+# Arrow copies for DuckDB. Measured 1,470-1,560 bytes on 1M- and 2M-event buckets of a
+# generated log (peak RSS over the baseline); rounded up for headroom.
+BYTES_PER_EVENT = 1600
 MIN_BUCKET_EVENTS = 200_000  # below this a bucket's fixed costs dominate
 
 _UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
