@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import schema
+from pipeline.warehouse import memory_limit_problem
 
 DEFAULT_CHANNELS = ("web", "social", "call_center", "store", "email", "app")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -136,6 +137,7 @@ class Config:
     min_transitions: int = 0  # readable graph: fold edges with fewer transitions
     pseudonymize: bool = False  # [privacy]: replace customer identifiers with keyed hashes
     key_env: str = PSEUDONYM_KEY_ENV  # the environment variable holding that key (never the key itself)
+    memory_limit: str | None = None  # [engine]: DuckDB's memory limit; None = warehouse.default_memory_limit()
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -291,7 +293,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "engine"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -446,6 +448,12 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         if problem:
             raise r.fail("privacy.key_env", problem, pseudonym_key_fix(key_env), "privacy")
 
+    engine = raw.get("engine", {})
+    r.check_keys(engine, {"memory_limit"}, "engine", "engine")
+    memory_limit = engine.get("memory_limit")
+    if memory_limit is not None and memory_limit_problem(memory_limit):
+        raise r.fail("engine.memory_limit", memory_limit_problem(memory_limit), 'write a size, e.g. memory_limit = "4GiB"', "engine")
+
     return Config(
         path=path.resolve(),
         name=str(project.get("name", path.stem)),
@@ -478,6 +486,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         min_transitions=min_transitions,
         pseudonymize=pseudonymize,
         key_env=key_env,
+        memory_limit=memory_limit,
         text=text,
     )
 
