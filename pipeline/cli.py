@@ -103,7 +103,7 @@ def _memory_limit(ctx, param, value: str | None) -> str | None:
 memory_limit_option = click.option(
     "--memory-limit", "memory_limit", metavar="SIZE", callback=_memory_limit,
     help="DuckDB's memory limit, e.g. 4GiB; it spills to disk beyond it (default: engine.memory_limit, "
-         "else 60% of the physical memory, at most 3 GiB).")
+         "else 60% of the physical memory, at most 2 GiB).")
 
 
 def _with_memory_limit(config, memory_limit: str | None):

@@ -461,7 +461,7 @@ def withdraw_files(con: duckdb.DuckDBPyConnection, files: list[str], batch_id: s
     con.execute("drop table _ids; drop table _new")
 
 
-DEFAULT_BATCH_ROWS = 2_000_000
+DEFAULT_BATCH_ROWS = 1_000_000
 BATCH_ROWS_ENV = "JOURNEYS_INGEST_BATCH_ROWS"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-MEMORY_LIMIT_CAP = 3 << 30  # bytes: with the rest of the process, a run stays within 4 GiB
+MEMORY_LIMIT_CAP = 2 << 30  # bytes: with the rest of the process (Python, Polars), a run stays within 4 GiB
 MEMORY_LIMIT_SHARE = 0.6  # of the physical memory, on a smaller machine
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 
@@ -60,7 +60,7 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def default_memory_limit() -> str:
-    """DuckDB's memory limit when none is given: 60% of the physical memory, at most 3 GiB."""
+    """DuckDB's memory limit when none is given: 60% of the physical memory, at most 2 GiB."""
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not known on this platform

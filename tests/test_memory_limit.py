@@ -1,5 +1,5 @@
 """DuckDB's memory limit (docs/config.md, "engine"): --memory-limit on run, ingest and build,
-else [engine] memory_limit, else 60% of the physical memory, at most 3 GiB. Beyond it DuckDB
+else [engine] memory_limit, else 60% of the physical memory, at most 2 GiB. Beyond it DuckDB
 spills to the temp directory beside the warehouse."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ TINY = Path(__file__).resolve().parent / "data" / "tiny"
 
 
 def test_default_limit_is_at_most_3_gib_and_is_applied(tmp_path):
-    """Without a limit, connect sets the default: 60% of the physical memory, at most 3 GiB."""
+    """Without a limit, connect sets the default: 60% of the physical memory, at most 2 GiB."""
     default = pipeline.warehouse.default_memory_limit()
-    assert default.endswith("MiB") and 0 < int(default[:-3]) <= 3 * 1024
+    assert default.endswith("MiB") and 0 < int(default[:-3]) <= 2 * 1024
     con = pipeline.warehouse.connect(tmp_path / "w.duckdb")
     assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size(default)
     con.close()
