@@ -532,16 +532,10 @@ def _batches(con: duckdb.DuckDBPyConnection, source: Source, path: str, batch_ro
 
 
 def _load_batch(con: duckdb.DuckDBPyConnection, source: Source, canonical: str, params: Params, batch_id: str) -> list[tuple[str, int]]:
-    """Validate the rows in _raw, quarantine the invalid ones and settle the valid ones into
-    staging; returns the rows read per file."""
-    con.execute(
-        f"""
-        create or replace temp table _canon as
-        select *, case when reason is null then md5(coalesce(raw_line, '')) end as content_hash
-        from (select *, {_REASON} as reason from ({canonical}))
-        """,
-        params,
-    )
+    """Validate the rows in _raw: the invalid ones go to staging.quarantine, the valid ones are
+    appended to staging.events (settle_source then settles the ids met more than once).
+    Returns the rows read per file."""
+    con.execute(f"create or replace temp table _canon as select *, {_REASON} as reason from ({canonical})", params)
     con.execute(
         """
         insert into staging.quarantine by name
@@ -556,44 +550,54 @@ def _load_batch(con: duckdb.DuckDBPyConnection, source: Source, canonical: str, 
         """,
         [source.name, batch_id],
     )
+    con.execute(
+        """
+        insert into staging.events by name
+        select event_id, customer_id, identifiers, ts, channel, event_type, cast($source_name as varchar) as source,
+               source_file, source_row, properties, cast($batch_id as varchar) as batch_id,
+               md5(coalesce(raw_line, '')) as content_hash
+        from _canon where reason is null;
+        """,
+        {"source_name": source.name, "batch_id": batch_id},
+    )
+    con.execute("insert into _affected_customers select distinct customer_id from _canon where reason is null")
     read = con.execute("select source_file, count(*) from _canon group by all").fetchall()
-    con.execute("drop table _raw")
-    _settle_new(con, source.name, batch_id)
-    con.execute("drop table _canon")
+    con.execute("drop table _canon; drop table _raw")
     return read
 
 
-def _settle_new(con: duckdb.DuckDBPyConnection, source_name: str, batch_id: str) -> None:
-    """Settle the valid rows of _canon into staging. Fast path: a row whose event id is met
-    once in the batch and nowhere in staging is the only row of its id, so it goes straight
-    to staging.events; the ids met more than once go through _settle (as _new)."""
-    new = f"""
-        select event_id, customer_id, identifiers, ts, channel, event_type, cast($source_name as varchar) as source,
-               source_file, source_row, properties, cast($batch_id as varchar) as batch_id, content_hash, raw_line
-        from _canon where reason is null
-    """
+def settle_source(con: duckdb.DuckDBPyConnection, source: Source, batch_rows: int, batch_id: str) -> None:
+    """Settle the event ids of `source` held more than once in staging.events (the batches
+    append every valid row there): _settle keeps the earliest row and moves the others to
+    staging.duplicates. The raw lines of this run's rows that lost are read again from their
+    files, so staging is the same as if every row had been settled with its raw line."""
     con.execute(
-        f"""
-        create or replace temp table _ids as
-        with new as (select event_id from _canon where reason is null)
-        select event_id from new group by event_id having count(*) > 1
-        union
-        select event_id from new semi join staging.events using (event_id)
-        union
-        select event_id from new semi join staging.duplicates using (event_id)
-        """
+        "create or replace temp table _ids as select event_id from staging.events where source = ? "
+        "group by event_id having count(*) > 1",
+        [source.name],
     )
-    names = {"source_name": source_name, "batch_id": batch_id}
-    con.execute(f"insert into staging.events by name select {CANONICAL} from ({new}) anti join _ids using (event_id)", names)
-    con.execute(
-        "insert into _affected_customers select distinct customer_id from _canon where reason is null "
-        "and event_id not in (select event_id from _ids)"
-    )
-    if con.execute("select count(*) from _ids").fetchall()[0][0]:
-        con.execute(f"create or replace temp table _new as select * from ({new}) semi join _ids using (event_id)", names)
-        _settle(con, batch_id)
-        con.execute("drop table _new")
-    con.execute("drop table _ids")
+    if not con.execute("select count(*) from _ids").fetchall()[0][0]:
+        con.execute("drop table _ids")
+        return
+    con.execute(f"create or replace temp table _new as select {CANONICAL}, cast(null as varchar) as raw_line from staging.events where false")
+    _settle(con, batch_id)
+    con.execute("drop table _ids; drop table _new")
+    lost = [r[0] for r in con.execute(
+        "select distinct source_file from staging.duplicates where source = ? and batch_id = ? and raw_line is null order by 1",
+        [source.name, batch_id]).fetchall()]
+    for path in lost:
+        for _ in _batches(con, source, path, batch_rows):
+            for table, which in (("staging.duplicates", "true"), ("staging.quarantine", "d.reason = 'duplicate_event_id'")):
+                con.execute(
+                    f"""
+                    update {table} as d set raw_line = r.raw_line
+                    from _raw as r
+                    where d.source_file = r.source_file and d.source_row = r.source_row
+                      and d.raw_line is null and d.batch_id = ? and d.source = ? and {which}
+                    """,
+                    [batch_id, source.name],
+                )
+            con.execute("drop table _raw")
 
 
 def ingest(
@@ -611,8 +615,10 @@ def ingest(
     loaded + duplicates + quarantined holds for each.
 
     Files are read in order of their path, in batches of at most `batch_rows` rows (default
-    batch_rows_setting()), each validated and settled against what staging holds, so memory
-    stays bounded and the result is the same for any batch size.
+    batch_rows_setting()); each batch is validated and its valid rows appended to
+    staging.events, so memory stays bounded. Then, once per source, the ids held more than
+    once are settled (settle_source): no ranking for the ids met once, no scan of staging
+    per batch, and the result is the same for any batch size.
     """
     con.execute("set TimeZone = 'UTC'")
     validate_inputs(config)
@@ -643,6 +649,7 @@ def _ingest_sources(con: duckdb.DuckDBPyConnection, config: Config, batch_id: st
                 fc.rows_read += sum(n for _, n in _load_batch(con, source, canonical, params, batch_id))
             if progress:
                 progress(source.name, path)
+        settle_source(con, source, batch_rows, batch_id)
 
 
 def _count_outcomes(con: duckdb.DuckDBPyConnection, counts: list[FileCount]) -> None:

@@ -34,6 +34,8 @@ def staged(config: pipeline.config.Config, batch_rows: int | None) -> tuple[dict
         counts = pipeline.ingest.ingest(con, config, batch_id="b1", batch_rows=batch_rows)
         tables = {name: sorted(map(repr, con.execute(f"select * from {name}").fetchall())) for name in STAGING}
         assert con.execute("select count(*) - count(distinct event_id) from staging.events").fetchall()[0][0] == 0
+        # every row of a full load keeps its raw line as evidence, also one that lost to a row of a later batch
+        assert con.execute("select count(*) from staging.duplicates where raw_line is null").fetchall()[0][0] == 0
         return tables, sorted(map(repr, counts))
     finally:
         con.close()
