@@ -386,7 +386,7 @@ def format_summary(result, config) -> str:
         + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
-        f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting): all hold",
+        f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting, unique event ids): all hold",
         f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML + DOT), "
         f"{config.report} (open it in a browser)",
         "",

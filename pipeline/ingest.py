@@ -642,14 +642,16 @@ def _ingest_sources(con: duckdb.DuckDBPyConnection, config: Config, batch_id: st
     for source in config.sources:
         params = Params()
         canonical = _canonical_sql(source, config, params)
-        for path in sorted(p for p in source.files if files is None or p in files):
+        to_read = sorted(p for p in source.files if files is None or p in files)
+        for path in to_read:
             fc = FileCount(source.name, path, os.path.getsize(path), file_sha256(path))
             counts.append(fc)
             for _ in _batches(con, source, path, batch_rows):
                 fc.rows_read += sum(n for _, n in _load_batch(con, source, canonical, params, batch_id))
             if progress:
                 progress(source.name, path)
-        settle_source(con, source, batch_rows, batch_id)
+        if to_read:
+            settle_source(con, source, batch_rows, batch_id)
 
 
 def _count_outcomes(con: duckdb.DuckDBPyConnection, counts: list[FileCount]) -> None:
