@@ -13,10 +13,11 @@ needs (buckets are not stored).
 from __future__ import annotations
 
 import math
-import re
 
 import duckdb
 import polars as pl
+
+from pipeline import warehouse
 
 # Peak memory of the Polars build per event of a bucket: the events read from DuckDB, the
 # sorted, split and labelled frame, steps, sessions, journeys, visits and moves and their
@@ -25,29 +26,18 @@ import polars as pl
 BYTES_PER_EVENT = 1600
 MIN_BUCKET_EVENTS = 200_000  # below this a bucket's fixed costs dominate
 
-_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-
-
-def parse_bytes(text: str) -> int:
-    """'4GiB', '4 GB', '500MB', '1.5 GiB', '123' (bytes) -> bytes."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-    if not m or m.group(2).lower() not in {**_UNITS, "": 1}:
-        raise ValueError(f"'{text}' is not a size: write e.g. 4GiB, 500MB or 2.5GB")
-    return int(float(m.group(1)) * _UNITS.get(m.group(2).lower(), 1))
-
-
 def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     """The connection's DuckDB memory_limit in bytes."""
-    return parse_bytes(con.execute("select current_setting('memory_limit')").fetchall()[0][0])
+    return warehouse.parse_size(con.execute("select current_setting('memory_limit')").fetchall()[0][0])
 
 
 def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, budget: int | None = None) -> int:
-    """How many buckets keep one bucket's build within `budget` bytes (default: what DuckDB's
-    memory_limit allows, as the build runs beside DuckDB): at least 1."""
+    """How many buckets keep one bucket's build within `budget` bytes (default: the build's
+    share of the run's memory budget, warehouse.BUILD_SHARE; DuckDB's memory_limit is
+    warehouse.DUCKDB_SHARE of it): at least 1."""
     where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
     events = con.execute("select count(*) from staging.events" + where).fetchall()[0][0]
-    budget = budget or duckdb_memory_limit(con)
+    budget = budget or int(duckdb_memory_limit(con) * warehouse.BUILD_SHARE / warehouse.DUCKDB_SHARE)
     per_bucket = max(MIN_BUCKET_EVENTS, budget // BYTES_PER_EVENT)
     return max(1, math.ceil(events / per_bucket))
 

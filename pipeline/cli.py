@@ -92,6 +92,28 @@ def common_options(f):
     return wrapper
 
 
+def _memory_limit(ctx, param, value: str | None) -> str | None:
+    from pipeline.warehouse import memory_limit_problem
+
+    if value is not None and memory_limit_problem(value):
+        raise click.BadParameter(f"{memory_limit_problem(value)}; write e.g. 4GiB, 2.5GB or 800MB", ctx=ctx, param=param)
+    return value
+
+
+memory_limit_option = click.option(
+    "--memory-limit", "memory_limit", metavar="SIZE", callback=_memory_limit,
+    help="The run's memory budget, e.g. 4GiB: DuckDB gets half and spills to disk beyond it, the "
+         "build's buckets are sized to 40% (default: engine.memory_limit, else 60% of the physical "
+         "memory, at most 4 GiB).")
+
+
+def _with_memory_limit(config, memory_limit: str | None):
+    """The config with --memory-limit in place of its engine.memory_limit, when given."""
+    import dataclasses
+
+    return dataclasses.replace(config, memory_limit=memory_limit) if memory_limit else config
+
+
 as_of_option = click.option("--as-of", "as_of", metavar="TIMESTAMP",
                             help="Judge open vs dropped journeys at this time (default: journeys.as_of, else the latest event).")
 buckets_option = click.option(
@@ -135,7 +157,9 @@ def cli(verbose: bool) -> None:
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Read every input file and rebuild everything (default: only new or changed files).")
 @buckets_option
-def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, buckets: int | None) -> None:
+@memory_limit_option
+def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, buckets: int | None,
+        memory_limit: str | None) -> None:
     """Run the whole pipeline for a config and publish its outputs atomically.
 
     Ingests the sources into the DuckDB warehouse, sessionizes and labels
@@ -152,7 +176,7 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, 
     """
     from pipeline.run import run_pipeline
 
-    config = _load(config_path)
+    config = _with_memory_limit(_load(config_path), memory_limit)
     try:
         result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress_for(config, as_json),
                               full_refresh=full_refresh, buckets=buckets)
@@ -163,10 +187,11 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, 
     _print_result(result, as_json, lambda r: click.echo(format_summary(r, config)))
 
 
-def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, buckets: int | None = None):
+def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, buckets: int | None = None,
+          memory_limit: str | None = None):
     from pipeline.run import run_step
 
-    config = _load(config_path)
+    config = _with_memory_limit(_load(config_path), memory_limit)
     try:
         result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json), buckets=buckets)
     except click.ClickException:
@@ -178,7 +203,8 @@ def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, 
 
 @cli.command()
 @common_options
-def ingest(config_path: str, as_json: bool) -> None:
+@memory_limit_option
+def ingest(config_path: str, as_json: bool, memory_limit: str | None) -> None:
     """Load the raw sources into staging.events (bad rows to staging.quarantine).
 
     \b
@@ -186,21 +212,22 @@ def ingest(config_path: str, as_json: bool) -> None:
         journeys ingest -c data/sample/journeys.toml
         journeys sql -c data/sample/journeys.toml "select reason, count(*) from staging.quarantine group by 1"
     """
-    _step("ingest", config_path, as_json)
+    _step("ingest", config_path, as_json, memory_limit=memory_limit)
 
 
 @cli.command()
 @common_options
 @as_of_option
 @buckets_option
-def build(config_path: str, as_json: bool, as_of: str | None, buckets: int | None) -> None:
+@memory_limit_option
+def build(config_path: str, as_json: bool, as_of: str | None, buckets: int | None, memory_limit: str | None) -> None:
     """Build core (steps, sessions, journeys), the marts and the graph from staging.
 
     \b
     Example:
         journeys build -c data/sample/journeys.toml --as-of 2026-11-01T00:00:00Z
     """
-    _step("build", config_path, as_json, as_of, buckets)
+    _step("build", config_path, as_json, as_of, buckets, memory_limit)
 
 
 @cli.command()
@@ -406,7 +433,7 @@ def format_summary(result, config) -> str:
         + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
-        f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting): all hold",
+        f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting, unique event ids): all hold",
         f"outputs: {config.warehouse}, {config.export_dir}/ (Parquet + manifest.json), {config.graph_dir}/ (GraphML + DOT), "
         f"{config.report} (open it in a browser)",
         "",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import schema
+from pipeline.warehouse import memory_limit_problem
 
 DEFAULT_CHANNELS = ("web", "social", "call_center", "store", "email", "app")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -149,6 +150,7 @@ class Config:
     customer_type: str = "customer"  # [identity]: the identifier type whose values are known customer ids
     exclusive_types: tuple[str, ...] | None = None  # types that may link one known customer only; None = every other type
     identity_maps: tuple[IdentityMap, ...] = ()
+    memory_limit: str | None = None  # [engine]: DuckDB's memory limit; None = warehouse.default_memory_limit()
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -304,7 +306,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "identity"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "identity", "engine"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -460,6 +462,12 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         if problem:
             raise r.fail("privacy.key_env", problem, pseudonym_key_fix(key_env), "privacy")
 
+    engine = raw.get("engine", {})
+    r.check_keys(engine, {"memory_limit"}, "engine", "engine")
+    memory_limit = engine.get("memory_limit")
+    if memory_limit is not None and memory_limit_problem(memory_limit):
+        raise r.fail("engine.memory_limit", memory_limit_problem(memory_limit), 'write a size, e.g. memory_limit = "4GiB"', "engine")
+
     return Config(
         path=path.resolve(),
         name=str(project.get("name", path.stem)),
@@ -495,6 +503,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         customer_type=customer_type,
         exclusive_types=exclusive_types,
         identity_maps=identity_maps,
+        memory_limit=memory_limit,
         text=text,
     )
 

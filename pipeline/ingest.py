@@ -197,7 +197,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None
     con.execute("drop table _parsed; drop table _lines")
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> None:
+def _read_parquet(con: duckdb.DuckDBPyConnection, source: Source, path: str, first: int, stop: int) -> None:
+    """Rows first <= file_row_number < stop of a Parquet file (the reader skips the row groups
+    outside the range)."""
     picks = ", ".join(f"cast(t.{quote_ident(c)} as varchar) as c{i}" for i, c in enumerate(source.columns()))
     con.execute(
         f"""
@@ -205,9 +207,15 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, source: Source, path: str) -> 
         select ? as source_file, t.file_row_number + 1 as source_row,
                cast(to_json(t) as varchar) as raw_line, false, null, {picks}
         from read_parquet(?, file_row_number = true) t
+        where t.file_row_number >= ? and t.file_row_number < ?
         """,
-        [path, path],
+        [path, path, first, stop],
     )
+
+
+def parquet_rows(path: str) -> int:
+    """The number of rows of a Parquet file, from its footer."""
+    return duckdb.execute("select num_rows from parquet_file_metadata(?)", [path]).fetchall()[0][0]
 
 
 # --------------------------------------------------------------------------- canonical mapping
@@ -223,8 +231,12 @@ class Params(dict):
 
 
 def _clean(col: str) -> str:
-    """The cell trimmed of blanks, or null when nothing is left."""
-    return f"nullif(trim({col}, {_BLANKS}), '')"
+    """The cell trimmed of blanks, or null when nothing is left. trim() with a set of
+    characters is slow, so it only runs on cells that start or end with a blank."""
+    return (
+        f"case when ascii({col}) in (9, 10, 13, 32) or ascii(right({col}, 1)) in (9, 10, 13, 32) "
+        f"then nullif(trim({col}, {_BLANKS}), '') else nullif({col}, '') end"
+    )
 
 
 def _value_sql(spec_column: str | None, spec_value: str | None, cols: list[str], params: Params) -> str:
@@ -287,7 +299,9 @@ def _canonical_sql(source: Source, config: Config, params: Params) -> str:
     channel = f"lower({_value_sql(source.channel.column, source.channel.value, cols, params)})"
     event_raw = _value_sql(source.event_type.column, source.event_type.value, cols, params)
     prefix = params.add(source.event_type.prefix)
-    event_type = f"case when {_snake(event_raw)} is not null then cast({prefix} as varchar) || {_snake(event_raw)} end"
+    # the regular expressions of _snake run once per distinct name, not once per row
+    names = f"(select raw, {_snake('raw')} as name from (select distinct {event_raw} as raw from _raw r))"
+    event_type = f"case when n.name is not null then cast({prefix} as varchar) || n.name end"
     keys = source.natural_key or tuple(cols)
     hashed = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({_clean(f'r.c{cols.index(k)}')}, '')" for k in keys) + "))"
     # a row whose id cell is empty keeps a deterministic id from its content
@@ -323,6 +337,7 @@ def _canonical_sql(source: Source, config: Config, params: Params) -> str:
             cast({params.add(config.min_timestamp)} as timestamptz) as min_ts,
             cast({params.add(_run_limit(config))} as timestamptz) as max_ts
         from _raw r
+        left join {names} as n on n.raw = {event_raw}
     """
 
 
@@ -446,8 +461,148 @@ def withdraw_files(con: duckdb.DuckDBPyConnection, files: list[str], batch_id: s
     con.execute("drop table _ids; drop table _new")
 
 
+DEFAULT_BATCH_ROWS = 1_000_000
+BATCH_ROWS_ENV = "JOURNEYS_INGEST_BATCH_ROWS"
+
+
+def batch_rows_setting() -> int:
+    """Rows per ingest batch: JOURNEYS_INGEST_BATCH_ROWS when set (tests force tiny batches), else
+    DEFAULT_BATCH_ROWS. Memory of a batch is bounded by it; the result does not depend on it."""
+    value = os.environ.get(BATCH_ROWS_ENV)
+    if not value:
+        return DEFAULT_BATCH_ROWS
+    try:
+        rows = int(value)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise ConfigError(f"{BATCH_ROWS_ENV}={value!r} is not a positive whole number. Fix: set it to e.g. 1000000, or unset it")
+    return rows
+
+
+def _raw_table(con: duckdb.DuckDBPyConnection, name: str, n: int) -> None:
+    con.execute(
+        f"create or replace temp table {name} (source_file varchar, source_row bigint, raw_line varchar, "
+        f"malformed boolean, detail varchar, {_raw_columns(n)})"
+    )
+
+
+def _read(con: duckdb.DuckDBPyConnection, source: Source, path: str, *rows: int) -> None:
+    """Read a file (or, for Parquet, a range of its rows) into _raw; a file DuckDB cannot
+    decode is a ConfigError naming it."""
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[source.format]
+    try:
+        reader(con, source, path, *rows)
+    except duckdb.InvalidInputException as e:
+        raise _unreadable(source, path, e) from None
+
+
+def _batches(con: duckdb.DuckDBPyConnection, source: Source, path: str, batch_rows: int):
+    """Fill _raw with one batch of the file's rows at a time (yielding after each): a Parquet
+    file by ranges of row numbers read straight from the file; a CSV or JSON lines file is read
+    once (its line numbering needs the whole file) into _file, then cut by ranges of source_row."""
+    cols = source.columns()
+    if source.format == "parquet":
+        total = parquet_rows(path)
+        for first in range(0, max(total, 1), batch_rows):
+            _raw_table(con, "_raw", len(cols))
+            _read(con, source, path, first, first + batch_rows)
+            yield
+        return
+    _raw_table(con, "_raw", len(cols))
+    _read(con, source, path)
+    total = con.execute("select count(*) from _raw").fetchall()[0][0]
+    if total <= batch_rows:
+        yield
+        return
+    con.execute("alter table _raw rename to _file")
+    try:
+        bounds = [r[0] for r in con.execute(
+            "select source_row from (select source_row, row_number() over (order by source_row) - 1 as k from _file) "
+            "where k % ? = 0 order by source_row", [batch_rows]).fetchall()]
+        for i, first in enumerate(bounds):
+            stop = bounds[i + 1] if i + 1 < len(bounds) else None
+            con.execute(
+                "create or replace temp table _raw as select * from _file where source_row >= ? and (? or source_row < ?)",
+                [first, stop is None, stop or 0],
+            )
+            yield
+    finally:
+        con.execute("drop table if exists _file")
+
+
+def _load_batch(con: duckdb.DuckDBPyConnection, source: Source, canonical: str, params: Params, batch_id: str) -> list[tuple[str, int]]:
+    """Validate the rows in _raw: the invalid ones go to staging.quarantine, the valid ones are
+    appended to staging.events (settle_source then settles the ids met more than once).
+    Returns the rows read per file."""
+    con.execute(f"create or replace temp table _canon as select *, {_REASON} as reason from ({canonical})", params)
+    con.execute(
+        """
+        insert into staging.quarantine by name
+        select ? as source, source_file, source_row, raw_line, reason,
+               case reason
+                   when 'malformed_line' then detail
+                   when 'unparseable_timestamp' then 'timestamp ' || coalesce(chr(39) || ts_raw || chr(39), 'missing')
+                   when 'timestamp_out_of_range' then 'timestamp ' || cast(ts as varchar)
+                   else null
+               end as detail, ? as batch_id
+        from _canon where reason is not null
+        """,
+        [source.name, batch_id],
+    )
+    con.execute(
+        """
+        insert into staging.events by name
+        select event_id, customer_id, identifiers, ts, channel, event_type, cast($source_name as varchar) as source,
+               source_file, source_row, properties, cast($batch_id as varchar) as batch_id,
+               md5(coalesce(raw_line, '')) as content_hash
+        from _canon where reason is null;
+        """,
+        {"source_name": source.name, "batch_id": batch_id},
+    )
+    con.execute("insert into _affected_customers select distinct customer_id from _canon where reason is null")
+    read = con.execute("select source_file, count(*) from _canon group by all").fetchall()
+    con.execute("drop table _canon; drop table _raw")
+    return read
+
+
+def settle_source(con: duckdb.DuckDBPyConnection, source: Source, batch_rows: int, batch_id: str) -> None:
+    """Settle the event ids of `source` held more than once in staging.events (the batches
+    append every valid row there): _settle keeps the earliest row and moves the others to
+    staging.duplicates. The raw lines of this run's rows that lost are read again from their
+    files, so staging is the same as if every row had been settled with its raw line."""
+    con.execute(
+        "create or replace temp table _ids as select event_id from staging.events where source = ? "
+        "group by event_id having count(*) > 1",
+        [source.name],
+    )
+    if not con.execute("select count(*) from _ids").fetchall()[0][0]:
+        con.execute("drop table _ids")
+        return
+    con.execute(f"create or replace temp table _new as select {CANONICAL}, cast(null as varchar) as raw_line from staging.events where false")
+    _settle(con, batch_id)
+    con.execute("drop table _ids; drop table _new")
+    lost = [r[0] for r in con.execute(
+        "select distinct source_file from staging.duplicates where source = ? and batch_id = ? and raw_line is null order by 1",
+        [source.name, batch_id]).fetchall()]
+    for path in lost:
+        for _ in _batches(con, source, path, batch_rows):
+            for table, which in (("staging.duplicates", "true"), ("staging.quarantine", "d.reason = 'duplicate_event_id'")):
+                con.execute(
+                    f"""
+                    update {table} as d set raw_line = r.raw_line
+                    from _raw as r
+                    where d.source_file = r.source_file and d.source_row = r.source_row
+                      and d.raw_line is null and d.batch_id = ? and d.source = ? and {which}
+                    """,
+                    [batch_id, source.name],
+                )
+            con.execute("drop table _raw")
+
+
 def ingest(
-    con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None, files: set[str] | None = None
+    con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress=None, files: set[str] | None = None,
+    batch_rows: int | None = None,
 ) -> list[FileCount]:
     """Load sources of `config` into staging.events, staging.duplicates and staging.quarantine.
 
@@ -458,84 +613,73 @@ def ingest(
     load of the same files. The customers whose rows were touched are collected in the
     temp table _affected_customers. Returns the counts per file read; rows_read =
     loaded + duplicates + quarantined holds for each.
+
+    Files are read in order of their path, in batches of at most `batch_rows` rows (default
+    batch_rows_setting()); each batch is validated and its valid rows appended to
+    staging.events, so memory stays bounded. Then, once per source, the ids held more than
+    once are settled (settle_source): no ranking for the ids met once, no scan of staging
+    per batch, and the result is the same for any batch size.
     """
     con.execute("set TimeZone = 'UTC'")
     validate_inputs(config)
+    batch_rows = batch_rows or batch_rows_setting()
     con.execute("create temp table if not exists _affected_customers (customer_id varchar)")
     if files is None:
         con.execute("delete from staging.events; delete from staging.duplicates; delete from staging.quarantine")
     counts: list[FileCount] = []
+    order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("set preserve_insertion_order = false")  # staging is a set: no row order to keep
+    try:
+        _ingest_sources(con, config, batch_id, progress, files, batch_rows, counts)
+    finally:
+        con.execute("set preserve_insertion_order = ?", [order])
+    _count_outcomes(con, counts)
+    return counts
+
+
+def _ingest_sources(con: duckdb.DuckDBPyConnection, config: Config, batch_id: str, progress, files: set[str] | None,
+                    batch_rows: int, counts: list[FileCount]) -> None:
     for source in config.sources:
-        cols = source.columns()
-        to_read = [p for p in source.files if files is None or p in files]
-        if not to_read:
-            continue
-        con.execute(
-            f"create or replace temp table _raw (source_file varchar, source_row bigint, raw_line varchar, "
-            f"malformed boolean, detail varchar, {_raw_columns(len(cols))})"
-        )
-        for path in to_read:
-            counts.append(FileCount(source.name, path, os.path.getsize(path), file_sha256(path)))
-            reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[source.format]
-            try:
-                reader(con, source, path)
-            except duckdb.InvalidInputException as e:
-                raise _unreadable(source, path, e) from None
-            if progress:
-                progress(source.name, path)
         params = Params()
         canonical = _canonical_sql(source, config, params)
-        con.execute(f"create or replace temp table _canon as select *, {_REASON} as reason from ({canonical})", params)
-        con.execute(
+        to_read = sorted(p for p in source.files if files is None or p in files)
+        for path in to_read:
+            fc = FileCount(source.name, path, os.path.getsize(path), file_sha256(path))
+            counts.append(fc)
+            for _ in _batches(con, source, path, batch_rows):
+                fc.rows_read += sum(n for _, n in _load_batch(con, source, canonical, params, batch_id))
+            if progress:
+                progress(source.name, path)
+        if to_read:
+            settle_source(con, source, batch_rows, batch_id)
+
+
+def _count_outcomes(con: duckdb.DuckDBPyConnection, counts: list[FileCount]) -> None:
+    """Set loaded, duplicates and quarantined of each file read from what staging holds."""
+    if not counts:
+        return
+    per_file = {
+        row[0]: row[1:]
+        for row in con.execute(
             """
-            insert into staging.quarantine by name
-            select ? as source, source_file, source_row, raw_line, reason,
-                   case reason
-                       when 'malformed_line' then detail
-                       when 'unparseable_timestamp' then 'timestamp ' || coalesce(chr(39) || ts_raw || chr(39), 'missing')
-                       when 'timestamp_out_of_range' then 'timestamp ' || cast(ts as varchar)
-                       else null
-                   end as detail, ? as batch_id
-            from _canon where reason is not null
+            with read as (select unnest(?) as source_file),
+            loaded as (select source_file, count(*) as n from staging.events
+                       where source_file in (select source_file from read) group by all),
+            duplicates as (select source_file, count(*) as n from staging.duplicates
+                           where not is_conflict and source_file in (select source_file from read) group by all),
+            quarantined as (select source_file, count(*) as n from staging.quarantine
+                            where source_file in (select source_file from read) group by all)
+            select r.source_file, coalesce(l.n, 0), coalesce(d.n, 0), coalesce(q.n, 0)
+            from read as r
+            left join loaded as l using (source_file)
+            left join duplicates as d using (source_file)
+            left join quarantined as q using (source_file)
             """,
-            [source.name, batch_id],
-        )
-        con.execute(
-            f"""
-            create or replace temp table _new as
-            select event_id, customer_id, identifiers, ts, channel, event_type, cast(? as varchar) as source,
-                   source_file, source_row, properties, cast(? as varchar) as batch_id,
-                   md5(coalesce(raw_line, '')) as content_hash, raw_line
-            from _canon where reason is null
-            """,
-            [source.name, batch_id],
-        )
-        con.execute("create or replace temp table _ids as select distinct event_id from _new")
-        _settle(con, batch_id)
-        per_file = {
-            row[0]: row[1:]
-            for row in con.execute(
-                """
-                with read as (select source_file, count(*) as n from _canon group by all),
-                loaded as (select source_file, count(*) as n from staging.events
-                           where source_file in (select source_file from read) group by all),
-                duplicates as (select source_file, count(*) as n from staging.duplicates
-                               where not is_conflict and source_file in (select source_file from read) group by all),
-                quarantined as (select source_file, count(*) as n from staging.quarantine
-                                where source_file in (select source_file from read) group by all)
-                select r.source_file, r.n, coalesce(l.n, 0), coalesce(d.n, 0), coalesce(q.n, 0)
-                from read as r
-                left join loaded as l using (source_file)
-                left join duplicates as d using (source_file)
-                left join quarantined as q using (source_file)
-                """
-            ).fetchall()
-        }
-        for fc in counts:
-            if fc.source == source.name and fc.source_file in per_file:
-                fc.rows_read, fc.loaded, fc.duplicates, fc.quarantined = per_file[fc.source_file]
-        con.execute("drop table _raw; drop table _canon; drop table _new; drop table _ids")
-    return counts
+            [[fc.source_file for fc in counts]],
+        ).fetchall()
+    }
+    for fc in counts:
+        fc.loaded, fc.duplicates, fc.quarantined = per_file[fc.source_file]
 
 
 def check_customer_columns(config: Config) -> None:

@@ -103,7 +103,7 @@ def ingest_step(con: duckdb.DuckDBPyConnection, config: Config, run_id: str, pro
 def dry_ingest(config: Config) -> dict:
     """Read every source file into an in-memory warehouse, as a run would, and count what
     would load, be a duplicate or be quarantined, per source. Writes nothing."""
-    con = warehouse.connect(":memory:")
+    con = warehouse.connect(":memory:", memory_limit=config.memory_limit)
     try:
         files = ingest.ingest(con, config, batch_id="validate")
         reasons = con.execute("select source, reason, count(*) from staging.quarantine group by all order by all").fetchall()
@@ -335,7 +335,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     try:
         if incremental:
             shutil.copy2(final_db, tmp / final_db.name)  # work on a copy: the published file stays whole
-        con = warehouse.connect(tmp / final_db.name)
+        con = warehouse.connect(tmp / final_db.name, memory_limit=config.memory_limit)
         try:
             if not incremental:
                 _carry_history(con, final_db)
@@ -394,7 +394,7 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
                  buckets: int | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = warehouse.connect(config.warehouse)
+    con = warehouse.connect(config.warehouse, memory_limit=config.memory_limit)
     counts: dict = {}
     try:
         _record_start(con, run_id, step, config, started)

@@ -6,9 +6,19 @@ the pipeline runs these same files, so what analysts read is what runs.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import duckdb
+
+# The memory limit is the whole run's budget: DuckDB gets DUCKDB_SHARE of it, the Polars build
+# of one bucket is sized to BUILD_SHARE of it (pipeline.buckets), the rest is Python and Arrow.
+MEMORY_LIMIT_CAP = 4 << 30  # bytes: the default budget on a large machine
+MEMORY_LIMIT_SHARE = 0.6  # of the physical memory, on a smaller machine
+DUCKDB_SHARE = 0.5
+BUILD_SHARE = 0.4
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 
 DDL = (
     "meta/schemas.sql",
@@ -64,12 +74,44 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
     con.execute((sql_dir() / name).read_text())
 
 
+def default_memory_limit() -> str:
+    """The run's memory budget when none is given: 60% of the physical memory, at most 4 GiB."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not known on this platform
+        physical = MEMORY_LIMIT_CAP / MEMORY_LIMIT_SHARE
+    return f"{int(min(physical * MEMORY_LIMIT_SHARE, MEMORY_LIMIT_CAP)) >> 20}MiB"
+
+
+def memory_limit_problem(value: str) -> str | None:
+    """Why `value` is not a memory size DuckDB takes (e.g. 4GiB, 2.5GB, 800MB), or None."""
+    if not isinstance(value, str) or not _SIZE.fullmatch(value):
+        return f"{value!r} is not a memory size"
+    return None
+
+
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_size(value: str) -> int:
+    """A memory size ('4GiB', '2.5GB', '800MB') in bytes (memory_limit_problem checks it)."""
+    m = _SIZE.fullmatch(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a memory size; write e.g. 4GiB, 2.5GB or 800MB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
 def connect(path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; creates it (with every schema and staging/meta table) when writable."""
+    """Open the warehouse; creates it (with every schema and staging/meta table) when writable.
+
+    `memory_limit` (default: default_memory_limit()) is the run's budget: DuckDB keeps
+    within DUCKDB_SHARE of it by spilling to its temp directory, `<warehouse>.tmp` beside the
+    warehouse file."""
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
-    if memory_limit:
-        con.execute("set memory_limit = ?", [memory_limit])
+    budget = parse_size(memory_limit or default_memory_limit())
+    con.execute("set memory_limit = ?", [f"{int(budget * DUCKDB_SHARE) >> 20}MiB"])
     if not read_only:
         for name in DDL:
             run_sql_file(con, name)

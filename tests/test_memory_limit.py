@@ -1,0 +1,88 @@
+"""The run's memory budget (docs/config.md, "engine"): --memory-limit on run, ingest and build,
+else [engine] memory_limit, else 60% of the physical memory, at most 4 GiB. DuckDB gets half
+of it and spills to the temp directory beside the warehouse beyond that; the build's buckets
+are sized to 40% of it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import pipeline.config
+import pipeline.warehouse
+from conftest import JOURNEYS_BIN
+from pipeline.config import ConfigError
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny"
+
+
+def test_default_limit_is_at_most_4_gib_and_duckdb_gets_half(tmp_path):
+    """Without a limit, the budget is 60% of the physical memory, at most 4 GiB; DuckDB gets half."""
+    default = pipeline.warehouse.default_memory_limit()
+    assert default.endswith("MiB") and 0 < int(default[:-3]) <= 4 * 1024
+    con = pipeline.warehouse.connect(tmp_path / "w.duckdb")
+    assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size(f"{int(default[:-3]) // 2}MiB")
+    con.close()
+
+
+def test_buckets_are_sized_to_the_builds_share_of_the_budget(tmp_path):
+    """With a 1000MiB budget, DuckDB gets 500MiB and a bucket 40% of 1000MiB, in events."""
+    from pipeline import buckets
+
+    con = pipeline.warehouse.connect(tmp_path / "w.duckdb", memory_limit="1000MiB")
+    assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size("500MiB")
+    per_bucket = int(1000 * 2**20 * 0.4) // buckets.BYTES_PER_EVENT
+    con.execute("insert into staging.events (event_id, customer_id, ts, channel, event_type, source) "
+                "select 'e' || i, 'c' || i, timestamptz '2026-01-01', 'web', 'view', 's' from range(?) t(i)",
+                [per_bucket * 3 + 1])
+    assert buckets.bucket_count(con) == 4
+    con.close()
+
+
+def duckdb_size(size: str) -> str:
+    """How DuckDB prints a limit set to `size`."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set memory_limit = ?", [size])
+    return con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_config_engine_memory_limit_is_read_and_checked(tmp_path):
+    """[engine] memory_limit is a size; anything else is a ConfigError naming the key."""
+    project = tmp_path / "p"
+    shutil.copytree(TINY, project)
+    cfg = project / "journeys.toml"
+    text = cfg.read_text()
+    cfg.write_text(text + '\n[engine]\nmemory_limit = "1.5GiB"\n')
+    assert pipeline.config.load_config(cfg).memory_limit == "1.5GiB"
+    cfg.write_text(text + '\n[engine]\nmemory_limit = "plenty"\n')
+    with pytest.raises(ConfigError, match="engine.memory_limit"):
+        pipeline.config.load_config(cfg)
+
+
+@pytest.mark.parametrize("command", ["run", "ingest", "build"])
+def test_memory_limit_option_is_checked(tmp_path, command):
+    """--memory-limit takes a size; another value is a usage error (exit 2) that says what to write."""
+    proc = subprocess.run([str(JOURNEYS_BIN), command, "--memory-limit", "plenty", "-c", str(tmp_path / "x.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "'plenty' is not a memory size; write e.g. 4GiB" in proc.stderr
+
+
+def test_memory_limit_option_reaches_the_warehouse(tmp_path, monkeypatch):
+    """`journeys ingest --memory-limit 700MiB` opens the warehouse with that limit."""
+    from pipeline.cli import cli
+
+    project = tmp_path / "p"
+    shutil.copytree(TINY, project)
+    seen = []
+    connect = pipeline.warehouse.connect
+    monkeypatch.setattr(pipeline.warehouse, "connect", lambda *a, **k: seen.append(k.get("memory_limit")) or connect(*a, **k))
+    result = CliRunner().invoke(cli, ["ingest", "-c", str(project / "journeys.toml"), "--memory-limit", "700MiB"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["700MiB"]
