@@ -365,14 +365,44 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
 
 
-def _record_failure(final_db: Path, run_id: str, config: Config, started: datetime, counts: dict, error: BaseException) -> None:
-    """Append the failed run to meta.runs of the published warehouse (its data stays as it was)."""
+def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: datetime | None,
+                   progress: Progress | None, buckets: int | None) -> RunResult:
+    """`journeys build` on a copy of the warehouse file, swapped in by one atomic rename when
+    the build (and its law checks) succeeded: a failed build leaves the warehouse as it was.
+    Not one transaction, because DuckDB holds a transaction's new tables in memory, and the
+    core tables of a large log do not fit; on a copy each bucket is committed and the build
+    stays within the memory budget."""
+    final = config.warehouse.resolve()  # the file itself, also when the path is a published symlink
+    tmp = final.with_name(f".{final.name}.build-{run_id}")
+    counts: dict = {}
+    try:
+        shutil.copy2(final, tmp)
+        con = warehouse.connect(tmp, memory_limit=config.memory_limit)
+        try:
+            _record_start(con, run_id, "build", config, started)
+            counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets)
+            _record_end(con, run_id, "succeeded", counts)
+            summary = summarize(con)
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        os.replace(tmp, final)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        _record_failure(final, run_id, config, started, counts, e, command="build")
+        raise
+    return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
+
+
+def _record_failure(final_db: Path, run_id: str, config: Config, started: datetime, counts: dict, error: BaseException,
+                    command: str = "run") -> None:
+    """Append the failed run (or step) to meta.runs of the published warehouse (its data stays as it was)."""
     if not final_db.exists():
         return
     try:
         con = duckdb.connect(str(final_db))
         try:
-            _record_start(con, run_id, "run", config, started)
+            _record_start(con, run_id, command, config, started)
             _record_end(con, run_id, "failed", counts, f"{type(error).__name__}: {error}")
         finally:
             con.close()
@@ -393,6 +423,8 @@ def run_step(config: Config, step: str, as_of: datetime | None = None, progress:
 def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None,
                  buckets: int | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
+    if step == "build" and config.warehouse.exists():
+        return _build_on_copy(config, run_id, started, as_of, progress, buckets)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse, memory_limit=config.memory_limit)
     counts: dict = {}

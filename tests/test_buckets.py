@@ -137,3 +137,29 @@ def test_sample_through_the_cli_with_different_bucket_counts(tmp_path, journeys_
     assert set(got[1]) == set(got[5]) and len(got[1]) >= len(CORE + MARTS)
     for table in got[1]:
         assert got[5][table] == got[1][table], f"{table} differs between 1 and 5 buckets"
+
+
+def test_a_failed_build_step_leaves_the_warehouse_as_it_was(tmp_path, monkeypatch):
+    """`journeys build` works on a copy (no transaction holding every bucket in memory) and
+    swaps it in only when it succeeded: a build that fails in the marts leaves core and marts
+    as they were, records the failure, and leaves no copy behind."""
+    import pipeline.config
+    import pipeline.run
+
+    config = pipeline.config.load_config(copy_config(SAMPLE / "journeys.toml", tmp_path))
+    pipeline.run.run_step(config, "ingest")
+    pipeline.run.run_step(config, "build", buckets=2)
+    con = duckdb.connect(str(config.warehouse), read_only=True)
+    before = {t: rows(con, t) for t in ("core.steps", "core.moves", "marts.transitions")}
+    con.close()
+
+    def broken(con):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(marts, "build_marts", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        pipeline.run.run_step(config, "build", buckets=3)
+    con = duckdb.connect(str(config.warehouse), read_only=True)
+    assert {t: rows(con, t) for t in before} == before
+    assert con.execute("select command, status from meta.runs order by started_at desc limit 1").fetchall() == [("build", "failed")]
+    con.close()
+    assert [p.name for p in config.warehouse.parent.iterdir() if ".build-" in p.name] == []
