@@ -96,6 +96,12 @@ as_of_option = click.option("--as-of", "as_of", metavar="TIMESTAMP",
                             help="Judge open vs dropped journeys at this time (default: journeys.as_of, else the latest event).")
 
 
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "spark"]), default=None,
+    help="Where to sessionize and label: local (Polars, this process) or spark (pip install 'journeys[spark]'; "
+         "docs/engines.md). Default: the config's [engine] name, else local.")
+
+
 def _fail(e: Exception) -> click.ClickException:
     if isinstance(e, ConfigError):
         return ConfigProblem(str(e))
@@ -130,7 +136,8 @@ def cli(verbose: bool) -> None:
 @common_options
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Read every input file and rebuild everything (default: only new or changed files).")
-def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) -> None:
+@engine_option
+def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, engine: str | None) -> None:
     """Run the whole pipeline for a config and publish its outputs atomically.
 
     Ingests the sources into the DuckDB warehouse, sessionizes and labels
@@ -144,13 +151,14 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) 
     Example:
         journeys run --config data/sample/journeys.toml
         journeys run -c data/sample/journeys.toml --json > summary.json
+        journeys run -c data/sample/journeys.toml --engine spark
     """
     from pipeline.run import run_pipeline
 
     config = _load(config_path)
     try:
         result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress_for(config, as_json),
-                              full_refresh=full_refresh)
+                              full_refresh=full_refresh, engine=engine)
     except click.ClickException:
         raise
     except Exception as e:
@@ -158,12 +166,12 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool) 
     _print_result(result, as_json, lambda r: click.echo(format_summary(r, config)))
 
 
-def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None):
+def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, engine: str | None = None):
     from pipeline.run import run_step
 
     config = _load(config_path)
     try:
-        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json))
+        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json), engine=engine)
     except click.ClickException:
         raise
     except Exception as e:
@@ -187,14 +195,16 @@ def ingest(config_path: str, as_json: bool) -> None:
 @cli.command()
 @common_options
 @as_of_option
-def build(config_path: str, as_json: bool, as_of: str | None) -> None:
+@engine_option
+def build(config_path: str, as_json: bool, as_of: str | None, engine: str | None) -> None:
     """Build core (steps, sessions, journeys), the marts and the graph from staging.
 
     \b
     Example:
         journeys build -c data/sample/journeys.toml --as-of 2026-11-01T00:00:00Z
+        journeys build -c data/sample/journeys.toml --engine spark
     """
-    _step("build", config_path, as_json, as_of)
+    _step("build", config_path, as_json, as_of, engine)
 
 
 @cli.command()

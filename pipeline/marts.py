@@ -93,10 +93,10 @@ def write_core(
         segments_long = pl.DataFrame(schema=SEGMENTS_LONG_SCHEMA)
     if isinstance(segments_long, pl.DataFrame):
         segments_long = segments_long.to_arrow()
-    inputs = {
-        "_build_steps": core.steps.to_arrow(),
-        "_build_sessions": core.sessions.to_arrow(),
-        "_build_journeys": core.journeys.to_arrow(),
+    inputs = {  # DataFrames as Arrow; LazyFrames (the Spark engine's Parquet scans) as they are
+        "_build_steps": _registrable(core.steps),
+        "_build_sessions": _registrable(core.sessions),
+        "_build_journeys": _registrable(core.journeys),
         "_segments_long": segments_long,
     }
     for name, table in inputs.items():
@@ -113,6 +113,10 @@ def write_core(
     finally:
         for name in inputs:
             con.unregister(name)
+
+
+def _registrable(frame: pl.DataFrame | pl.LazyFrame) -> pa.Table | pl.LazyFrame:
+    return frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
 
 
 def build_marts(con: duckdb.DuckDBPyConnection) -> None:
@@ -144,11 +148,16 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
     return len(checks)
 
 
-def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
-    """staging.events, the columns the build step reads (only the customers in the temp
-    table _affected_customers when `only_affected`)."""
+def events_sql(only_affected: bool = False) -> str:
+    """The query of staging.events' columns the build step reads (only the customers in the
+    temp table _affected_customers when `only_affected`)."""
     where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
-    return con.sql(
+    return (
         "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
         "cast(properties as varchar) as properties from staging.events" + where
-    ).pl()
+    )
+
+
+def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
+    """staging.events, the columns the build step reads (see events_sql)."""
+    return con.sql(events_sql(only_affected)).pl()

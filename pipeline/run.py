@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
+import polars as pl
 
 from pipeline import __version__, export, graph, ingest, marts, privacy, warehouse
 from pipeline.html_report import write_report
@@ -122,16 +123,24 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetim
 
 
 def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, as_of: datetime | None = None,
-               progress: Progress | None = None, incremental: bool = False) -> dict:
-    """staging -> core (Polars) -> marts (SQL) -> graph checks, likely paths, GraphML.
+               progress: Progress | None = None, incremental: bool = False, engine: str | None = None) -> dict:
+    """staging -> core (Polars, or the same function on Spark) -> marts (SQL) -> graph checks,
+    likely paths, GraphML.
 
     Incremental: only the customers in _affected_customers (those an ingest touched) are
     sessionized again, from their complete histories; every journey's status is then
-    judged again at the as-of time, and everything after core is rebuilt."""
+    judged again at the as-of time, and everything after core is rebuilt.
+    `engine` (default: the config's [engine] name) is where sessionize + label runs."""
     as_of = resolve_as_of(con, config, as_of)
-    _say(progress, "sessionize and label (polars)")
-    events = marts.read_events(con, only_affected=incremental)
-    core = build_journeys(events, BuildSettings.from_config(config), as_of)
+    engine = engine or config.engine
+    _say(progress, f"sessionize and label ({'spark' if engine == 'spark' else 'polars'})")
+    if engine == "spark":  # build_journeys per customer partition on Spark; core as Parquet scans
+        from pipeline import spark_engine
+
+        core = spark_engine.build_core(con, config, as_of, only_affected=incremental)
+    else:
+        events = marts.read_events(con, only_affected=incremental)
+        core = build_journeys(events, BuildSettings.from_config(config), as_of)
     marts.write_settings(con, marts.MartSettings.from_config(config), as_of)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
@@ -147,7 +156,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     ).fetchall()[0]
     return {
         "as_of": as_of.isoformat(),
-        "customers_rebuilt": core.journeys["customer_id"].n_unique(),
+        "customers_rebuilt": core.journeys.lazy().select(pl.col("customer_id").n_unique()).collect().item(),
         "steps": steps,
         "sessions": sessions,
         "journeys": journeys,
@@ -294,7 +303,7 @@ def choose_mode(config: Config, full_refresh: bool = False) -> tuple[str, str]:
 
 
 def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None,
-                 full_refresh: bool = False) -> RunResult:
+                 full_refresh: bool = False, engine: str | None = None) -> RunResult:
     """Everything for a config, published atomically. Raises on failure (outputs untouched).
 
     Incremental by default (see choose_mode): only new or changed input files are read and
@@ -304,11 +313,11 @@ def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progre
     run_id = new_run_id()
     with run_lock(config.warehouse.parent, run_id, "run"):
         mode, why = choose_mode(config, full_refresh)
-        return _run_locked(config, run_id, as_of, progress, mode, why)
+        return _run_locked(config, run_id, as_of, progress, mode, why, engine)
 
 
 def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: Progress | None,
-                mode: str = "full", why: str = "") -> RunResult:
+                mode: str = "full", why: str = "", engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
@@ -329,7 +338,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             _record_start(con, run_id, "run", config, started, mode)
             _say(progress, f"ingest (duckdb, {mode}: {why})")
             counts["ingest"] = ingest_step(con, config, run_id, progress, incremental=incremental)
-            counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental)
+            counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental, engine=engine)
             _say(progress, "export (parquet)")
             counts["export"] = export_step(con, tmp / "export", run_id)
             summary = summarize(con)
@@ -366,16 +375,18 @@ def _record_failure(final_db: Path, run_id: str, config: Config, started: dateti
         log.warning("could not record the failed run in %s", final_db)
 
 
-def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None) -> RunResult:
+def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None,
+             engine: str | None = None) -> RunResult:
     """One step (ingest, build or export) on the published warehouse, in one transaction."""
     if step == "ingest":
         ingest.validate_inputs(config)
     run_id = new_run_id()
     with run_lock(config.warehouse.parent, run_id, step):
-        return _step_locked(config, step, run_id, as_of, progress)
+        return _step_locked(config, step, run_id, as_of, progress, engine)
 
 
-def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None) -> RunResult:
+def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None,
+                 engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse)
@@ -387,7 +398,7 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
             if step == "ingest":
                 counts["ingest"] = ingest_step(con, config, run_id, progress)
             elif step == "build":
-                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress)
+                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, engine=engine)
             elif step == "export":
                 final = config.export_dir.resolve()  # inside the published version when there is one
                 tmp = final.parent / f".export-{run_id}"
