@@ -112,6 +112,13 @@ def session_conf(settings: SparkSettings, already: dict[str, str]) -> dict[str, 
     return {k: v for k, v in wanted.items() if k not in already}
 
 
+def pyspark_available() -> bool:
+    """Whether pyspark is installed (the extra journeys[spark])."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyspark") is not None
+
+
 def spark_session(settings: SparkSettings | None = None) -> "SparkSession":
     """The active SparkSession (spark-submit, Databricks, a notebook or a test made it), else a
     new one from [spark] and the environment (see `session_conf`)."""
