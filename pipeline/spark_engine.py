@@ -21,6 +21,7 @@ the web UI off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -137,11 +138,19 @@ def spark_session(settings: SparkSettings | None = None) -> "SparkSession":
         # bind to loopback only, and run the workers with this Python (it has pipeline)
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    with _no_pandas_warning():
+        return builder.getOrCreate()
+
+
+@contextlib.contextmanager
+def _no_pandas_warning():
+    """pyspark warns about pandas >= 3 wherever Arrow is set up; the engine uses no pandas."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        yield
 
 
 def _arrow(dtype: pl.DataType) -> pa.DataType:
@@ -199,11 +208,12 @@ def build_core_spark(spark: "SparkSession", events_parquet: str, settings: Build
     settings.check()  # on the driver, before any task starts
     out = output_schema()
     events = spark.read.parquet(events_parquet)
-    built = events.repartition(partitions, "customer_id").mapInArrow(
-        lambda batches: build_partition(batches, settings, as_of, out),
-        from_arrow_schema(out, prefer_timestamp_ntz=False),
-    )
-    built.write.mode("overwrite").partitionBy(TAG).parquet(str(out_dir))
+    with _no_pandas_warning():
+        built = events.repartition(partitions, "customer_id").mapInArrow(
+            lambda batches: build_partition(batches, settings, as_of, out),
+            from_arrow_schema(out, prefer_timestamp_ntz=False),
+        )
+        built.write.mode("overwrite").partitionBy(TAG).parquet(str(out_dir))
     return {name: out_dir / f"{TAG}={name}" for name in TABLES}
 
 

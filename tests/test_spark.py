@@ -23,6 +23,7 @@ from pipeline import spark_engine
 from pipeline.config import ConfigError, SparkSettings, load_config
 from pipeline.journeys import BuildSettings, build_journeys
 from pipeline.run import run_pipeline, versions_dir
+from pipeline.sample import write_sample
 
 from conftest import JOURNEYS_BIN, SAMPLE, copy_config, events_frame
 from synthetic_log import write_log
@@ -158,6 +159,16 @@ def pa_table(batches):
 # --------------------------------------------------------------------------- end to end (JVM)
 
 
+@pytest.mark.spark
+@needs_spark
+def test_local_session_listens_on_loopback_only(spark):
+    """The session spark_session made for local[2]: driver on 127.0.0.1, no web UI, UTC."""
+    assert spark.conf.get("spark.driver.host") == spark.conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert spark.sparkContext.uiWebUrl is None
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.sparkContext.master == "local[2]"
+
+
 def run_cli(config: Path, env: dict, *args: str) -> dict:
     proc = subprocess.run([str(JOURNEYS_BIN), "run", "--config", str(config), "--json", *args],
                           capture_output=True, text=True, env=env)
@@ -201,3 +212,29 @@ def test_million_events_spark_equals_local(spark, million, tmp_path):
     assert result.counts["ingest"]["loaded"] == 1_000_000
     assert_same_warehouse(local_cfg.warehouse, spark_cfg.warehouse)
     assert not list(versions_dir(spark_cfg).glob(".spark-*"))
+
+
+@pytest.mark.spark
+@needs_spark
+def test_incremental_spark_run_equals_a_full_local_run(spark, tmp_path):
+    """New files on an incremental Spark run: only the customers they touch go to Spark again
+    (with their complete histories), and the warehouse equals a full local run of all files."""
+    landing = tmp_path / "landing"
+    write_sample(landing, customers=150, seed=3)
+    later = [sorted((landing / "web").glob("*.jsonl"))[-1], sorted((landing / "call_center").glob("*.csv"))[-1]]
+    held = tmp_path / "held"
+    held.mkdir()
+    for path in later:  # the last month arrives later
+        shutil.move(path, held / path.name)
+    shutil.copy(SAMPLE / "journeys.toml", landing / "journeys.toml")
+    spark_cfg = load_config(copy_config(landing / "journeys.toml", tmp_path / "spark"))
+    first = run_pipeline(spark_cfg, engine="spark")
+    for path in later:
+        shutil.move(held / path.name, path)
+    spark_cfg = load_config(spark_cfg.path)
+    second = run_pipeline(spark_cfg, engine="spark")
+    assert second.counts["mode"] == "incremental"
+    assert 0 < second.counts["build"]["customers_rebuilt"] <= first.counts["build"]["customers_rebuilt"]
+    local_cfg = load_config(copy_config(landing / "journeys.toml", tmp_path / "local"))
+    run_pipeline(local_cfg)
+    assert_same_warehouse(local_cfg.warehouse, spark_cfg.warehouse)
