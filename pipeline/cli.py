@@ -122,6 +122,12 @@ buckets_option = click.option(
          "the result is the same for any N).")
 
 
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "spark"]), default=None,
+    help="Where to sessionize and label: local (Polars, this process) or spark (pip install 'journeys[spark]'; "
+         "docs/engines.md). Default: the config's [engine] name, else local.")
+
+
 def _fail(e: Exception) -> click.ClickException:
     if isinstance(e, ConfigError):
         return ConfigProblem(str(e))
@@ -158,8 +164,9 @@ def cli(verbose: bool) -> None:
 @click.option("--full-refresh", is_flag=True, help="Read every input file and rebuild everything (default: only new or changed files).")
 @buckets_option
 @memory_limit_option
+@engine_option
 def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, buckets: int | None,
-        memory_limit: str | None) -> None:
+        memory_limit: str | None, engine: str | None) -> None:
     """Run the whole pipeline for a config and publish its outputs atomically.
 
     Ingests the sources into the DuckDB warehouse, sessionizes and labels
@@ -173,13 +180,14 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, 
     Example:
         journeys run --config data/sample/journeys.toml
         journeys run -c data/sample/journeys.toml --json > summary.json
+        journeys run -c data/sample/journeys.toml --engine spark
     """
     from pipeline.run import run_pipeline
 
     config = _with_memory_limit(_load(config_path), memory_limit)
     try:
         result = run_pipeline(config, as_of=_as_of(as_of), progress=_progress_for(config, as_json),
-                              full_refresh=full_refresh, buckets=buckets)
+                              full_refresh=full_refresh, buckets=buckets, engine=engine)
     except click.ClickException:
         raise
     except Exception as e:
@@ -188,12 +196,13 @@ def run(config_path: str, as_json: bool, as_of: str | None, full_refresh: bool, 
 
 
 def _step(step: str, config_path: str, as_json: bool, as_of: str | None = None, buckets: int | None = None,
-          memory_limit: str | None = None):
+          memory_limit: str | None = None, engine: str | None = None):
     from pipeline.run import run_step
 
     config = _with_memory_limit(_load(config_path), memory_limit)
     try:
-        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json), buckets=buckets)
+        result = run_step(config, step, as_of=_as_of(as_of), progress=_progress_for(config, as_json), buckets=buckets,
+                          engine=engine)
     except click.ClickException:
         raise
     except Exception as e:
@@ -220,14 +229,17 @@ def ingest(config_path: str, as_json: bool, memory_limit: str | None) -> None:
 @as_of_option
 @buckets_option
 @memory_limit_option
-def build(config_path: str, as_json: bool, as_of: str | None, buckets: int | None, memory_limit: str | None) -> None:
+@engine_option
+def build(config_path: str, as_json: bool, as_of: str | None, buckets: int | None, memory_limit: str | None,
+          engine: str | None) -> None:
     """Build core (steps, sessions, journeys), the marts and the graph from staging.
 
     \b
     Example:
         journeys build -c data/sample/journeys.toml --as-of 2026-11-01T00:00:00Z
+        journeys build -c data/sample/journeys.toml --engine spark
     """
-    _step("build", config_path, as_json, as_of, buckets, memory_limit)
+    _step("build", config_path, as_json, as_of, buckets, memory_limit, engine)
 
 
 @cli.command()

@@ -28,6 +28,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PSEUDONYM_KEY_ENV = "JOURNEYS_PSEUDONYM_KEY"  # default [privacy] key_env
 PSEUDONYM_KEY_MIN_LENGTH = 16
+ENGINES = ("local", "spark")  # [engine] name: where the build step's sessionize + label runs
+_SPARK_MEMORY = re.compile(r"^[0-9]+[kmgt]?$")  # Spark's size syntax: 512m, 4g
 
 
 class ConfigError(Exception):
@@ -115,6 +117,19 @@ class IdentityMap:
 
 
 @dataclasses.dataclass(frozen=True)
+class SparkSettings:
+    """[spark]: how `--engine spark` starts its session (docs/engines.md). None = not set here:
+    the environment (JOURNEYS_SPARK_*), spark-submit or Spark's own default decides."""
+
+    master: str | None = None  # local[*], spark://host:7077, yarn, k8s://...
+    driver_memory: str | None = None  # 4g; the memory of local[*] runs
+    executor_memory: str | None = None  # 8g; per executor on a cluster
+    partitions: int | None = None  # customer partitions; default: about a million events each
+    scratch_dir: Path | None = None  # staging and core Parquet; on a cluster a path every node sees
+    conf: tuple[tuple[str, str], ...] = ()  # any other spark.* settings
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
     name: str
@@ -151,6 +166,8 @@ class Config:
     exclusive_types: tuple[str, ...] | None = None  # types that may link one known customer only; None = every other type
     identity_maps: tuple[IdentityMap, ...] = ()
     memory_limit: str | None = None  # [engine]: DuckDB's memory limit; None = warehouse.default_memory_limit()
+    engine: str = "local"  # [engine] name: local (Polars in this process) or spark
+    spark: SparkSettings = SparkSettings()
     text: str = dataclasses.field(repr=False, default="")
 
     @property
@@ -306,7 +323,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text)
     base = path.parent
-    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "identity", "engine"}, "")
+    r.check_keys(raw, {"project", "output", "ingest", "sources", "customers", "sessions", "journeys", "stages", "graph", "funnel", "comparison", "repeat_contacts", "privacy", "identity", "engine", "spark"}, "")
 
     project = raw.get("project", {})
     r.check_keys(project, {"name", "channels"}, "project", "project")
@@ -462,11 +479,15 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         if problem:
             raise r.fail("privacy.key_env", problem, pseudonym_key_fix(key_env), "privacy")
 
-    engine = raw.get("engine", {})
-    r.check_keys(engine, {"memory_limit"}, "engine", "engine")
-    memory_limit = engine.get("memory_limit")
+    engine_table = raw.get("engine", {})
+    r.check_keys(engine_table, {"name", "memory_limit"}, "engine", "engine")
+    memory_limit = engine_table.get("memory_limit")
     if memory_limit is not None and memory_limit_problem(memory_limit):
         raise r.fail("engine.memory_limit", memory_limit_problem(memory_limit), 'write a size, e.g. memory_limit = "4GiB"', "engine")
+    engine = engine_table.get("name", "local")
+    if engine not in ENGINES:
+        raise r.fail("engine.name", f"{engine!r} is not an engine", f'use one of: {", ".join(ENGINES)}', "engine")
+    spark = _spark(r, raw.get("spark", {}), base)
 
     return Config(
         path=path.resolve(),
@@ -504,6 +525,8 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         exclusive_types=exclusive_types,
         identity_maps=identity_maps,
         memory_limit=memory_limit,
+        engine=engine,
+        spark=spark,
         text=text,
     )
 
@@ -563,6 +586,33 @@ def _with_customer_columns(identifiers: tuple[tuple[str, str], ...], customer_id
         types = {t for t, _ in out}
         out.append((customer_type if customer_type not in types else column if column not in types else f"{column}_column", column))
     return tuple(out)
+
+
+def _spark(r: _Reader, table: dict, base: Path) -> SparkSettings:
+    """[spark]: every key optional; checked here so a typo stops before Spark starts."""
+    r.check_keys(table, {"master", "driver_memory", "executor_memory", "partitions", "scratch_dir", "conf"}, "spark", "spark")
+    master = table.get("master")
+    if master is not None and (not isinstance(master, str) or not master.strip()):
+        raise r.fail("spark.master", f"{master!r} is not a Spark master URL", 'write e.g. master = "local[*]", "spark://host:7077" or "yarn"', "spark")
+    memory = {}
+    for key in ("driver_memory", "executor_memory"):
+        value = table.get(key)
+        if value is not None and not (isinstance(value, str) and _SPARK_MEMORY.match(value.lower())):
+            raise r.fail(f"spark.{key}", f"{value!r} is not a Spark memory size", f'write e.g. {key} = "4g" (a number with k, m, g or t)', "spark")
+        memory[key] = value
+    conf = table.get("conf", {})
+    if not isinstance(conf, dict) or not all(isinstance(k, str) and k.startswith("spark.") for k in conf):
+        raise r.fail("spark.conf", "expected a table of spark.* settings", 'write e.g. conf = { "spark.sql.adaptive.enabled" = "true" }', "spark")
+    scratch = table.get("scratch_dir")
+    if scratch is not None and (not isinstance(scratch, str) or "://" in scratch):
+        raise r.fail("spark.scratch_dir", f"{scratch!r} is not a folder path", "give a folder that the driver and every executor see (a local disk for local[*], a shared mount on a cluster)", "spark")
+    return SparkSettings(
+        master=master,
+        partitions=_int(r, table, "partitions", None, "spark", minimum=1),
+        scratch_dir=_absolute(base / scratch) if scratch else None,
+        conf=tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items()),
+        **memory,
+    )
 
 
 def _source(r: _Reader, s: dict, i: int, base: Path, channels: tuple[str, ...], seen: set[str], check_files: bool,

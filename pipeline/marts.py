@@ -206,3 +206,14 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
         more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""
         raise LawError("the marts break a flow law" + more + ":\n  " + "\n  ".join(lines))
     return len(checks)
+
+
+def events_sql(only_affected: bool = False) -> str:
+    """The query of staging.events' columns the build step reads (only the customers in the
+    temp table _affected_customers when `only_affected`); pipeline.buckets.read_bucket adds
+    the bucket's filter."""
+    where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
+    return (
+        "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
+        "cast(properties as varchar) as properties from staging.events" + where
+    )

@@ -129,9 +129,11 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetim
 
 
 def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, as_of: datetime | None = None,
-               progress: Progress | None = None, incremental: bool = False, buckets: int | None = None) -> dict:
-    """staging -> core (Polars, one bucket of customers at a time) -> marts (SQL) -> graph
-    checks, likely paths, GraphML.
+               progress: Progress | None = None, incremental: bool = False, buckets: int | None = None,
+               engine: str | None = None) -> dict:
+    """staging -> core (Polars, one bucket of customers at a time, or the same function on
+    Spark, one partition of customers at a time) -> marts (SQL) -> graph checks, likely
+    paths, GraphML.
 
     Customers are split into `buckets` by a hash of their id (default: as many as keep one
     bucket's build within the memory budget, pipeline.buckets); each bucket holds complete
@@ -139,12 +141,20 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
 
     Incremental: only the customers in _affected_customers (those an ingest touched) are
     sessionized again, from their complete histories; every journey's status is then
-    judged again at the as-of time, and everything after core is rebuilt."""
+    judged again at the as-of time, and everything after core is rebuilt.
+    `engine` (default: the config's [engine] name) is where sessionize + label runs."""
     as_of = resolve_as_of(con, config, as_of)
     settings = BuildSettings.from_config(config)
+    engine = engine or config.engine
     marts.write_settings(con, marts.MartSettings.from_config(config), as_of)
-    n = buckets or bucket_count(con, incremental)
-    rebuilt = build_core(con, settings, as_of, n, only_affected=incremental, progress=progress)
+    if engine == "spark":  # build_journeys per customer partition on Spark, each partition a bucket
+        from pipeline import spark_engine
+
+        _say(progress, "sessionize and label (spark)")
+        n, rebuilt = spark_engine.build_core(con, config, as_of, only_affected=incremental, partitions=buckets)
+    else:
+        n = buckets or bucket_count(con, incremental)
+        rebuilt = build_core(con, settings, as_of, n, only_affected=incremental, progress=progress)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
     marts.finish_core(con, con.sql(sql, params=params).pl(), only_customers=incremental)
@@ -307,7 +317,7 @@ def choose_mode(config: Config, full_refresh: bool = False) -> tuple[str, str]:
 
 
 def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progress | None = None,
-                 full_refresh: bool = False, buckets: int | None = None) -> RunResult:
+                 full_refresh: bool = False, buckets: int | None = None, engine: str | None = None) -> RunResult:
     """Everything for a config, published atomically. Raises on failure (outputs untouched).
 
     Incremental by default (see choose_mode): only new or changed input files are read and
@@ -317,11 +327,11 @@ def run_pipeline(config: Config, as_of: datetime | None = None, progress: Progre
     run_id = new_run_id()
     with run_lock(config.warehouse.parent, run_id, "run"):
         mode, why = choose_mode(config, full_refresh)
-        return _run_locked(config, run_id, as_of, progress, mode, why, buckets)
+        return _run_locked(config, run_id, as_of, progress, mode, why, buckets, engine)
 
 
 def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: Progress | None,
-                mode: str = "full", why: str = "", buckets: int | None = None) -> RunResult:
+                mode: str = "full", why: str = "", buckets: int | None = None, engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     final_db = config.warehouse
     build_dir = final_db.parent
@@ -343,7 +353,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             _say(progress, f"ingest (duckdb, {mode}: {why})")
             counts["ingest"] = ingest_step(con, config, run_id, progress, incremental=incremental)
             counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental,
-                                         buckets=buckets)
+                                         buckets=buckets, engine=engine)
             _say(progress, "export (parquet)")
             counts["export"] = export_step(con, tmp / "export", run_id)
             summary = summarize(con)
@@ -366,7 +376,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
 
 
 def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: datetime | None,
-                   progress: Progress | None, buckets: int | None) -> RunResult:
+                   progress: Progress | None, buckets: int | None, engine: str | None = None) -> RunResult:
     """`journeys build` on a copy of the warehouse file, swapped in by one atomic rename when
     the build (and its law checks) succeeded: a failed build leaves the warehouse as it was.
     Not one transaction, because DuckDB holds a transaction's new tables in memory, and the
@@ -380,7 +390,7 @@ def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: dateti
         con = warehouse.connect(tmp, memory_limit=config.memory_limit)
         try:
             _record_start(con, run_id, "build", config, started)
-            counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets)
+            counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
             _record_end(con, run_id, "succeeded", counts)
             summary = summarize(con)
             con.execute("checkpoint")
@@ -411,20 +421,20 @@ def _record_failure(final_db: Path, run_id: str, config: Config, started: dateti
 
 
 def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None,
-             buckets: int | None = None) -> RunResult:
+             buckets: int | None = None, engine: str | None = None) -> RunResult:
     """One step (ingest, build or export) on the published warehouse, in one transaction."""
     if step == "ingest":
         ingest.validate_inputs(config)
     run_id = new_run_id()
     with run_lock(config.warehouse.parent, run_id, step):
-        return _step_locked(config, step, run_id, as_of, progress, buckets)
+        return _step_locked(config, step, run_id, as_of, progress, buckets, engine)
 
 
 def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None,
-                 buckets: int | None = None) -> RunResult:
+                 buckets: int | None = None, engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     if step == "build" and config.warehouse.exists():
-        return _build_on_copy(config, run_id, started, as_of, progress, buckets)
+        return _build_on_copy(config, run_id, started, as_of, progress, buckets, engine)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse, memory_limit=config.memory_limit)
     counts: dict = {}
@@ -435,7 +445,7 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
             if step == "ingest":
                 counts["ingest"] = ingest_step(con, config, run_id, progress)
             elif step == "build":
-                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets)
+                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
             elif step == "export":
                 final = config.export_dir.resolve()  # inside the published version when there is one
                 tmp = final.parent / f".export-{run_id}"
