@@ -13,11 +13,13 @@ needs (buckets are not stored).
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipeline import warehouse
+from pipeline import schema, warehouse
 
 # Peak memory of the Polars build per event of a bucket: the events read from DuckDB, the
 # sorted, split and labelled frame, steps, sessions, journeys, visits and moves and their
@@ -45,34 +47,69 @@ def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, bu
 def read_bucket(con: duckdb.DuckDBPyConnection, bucket: int, buckets: int, only_affected: bool = False) -> pl.DataFrame:
     """The events of staging.events whose customer hashes to `bucket` of `buckets` (only
     the customers in the temp table _affected_customers when `only_affected`): the
-    columns the build reads."""
-    where = ["hash(customer_id) % $buckets = $bucket"] if buckets > 1 else []
-    params = {"buckets": buckets, "bucket": bucket} if buckets > 1 else {}
-    if only_affected:
-        where.append("customer_id in (select customer_id from _affected_customers)")
-    return con.sql(
-        "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
-        "cast(properties as varchar) as properties from staging.events"
-        + (" where " + " and ".join(where) if where else ""),
-        params=params,
-    ).pl()
+    columns the build reads. One scan of staging.events per call: `split_buckets` reads
+    every bucket in one pass instead."""
+    from pipeline import marts
+
+    query = marts.events_sql(only_affected)
+    if buckets == 1:
+        return con.sql(query).pl()
+    return con.sql(f"select * from ({query}) where hash(customer_id) % $buckets = $bucket",
+                   params={"buckets": buckets, "bucket": bucket}).pl()
+
+
+def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False) -> None:
+    """Write the build's events to `folder`/bucket=<b>/*.parquet, one folder per bucket, in one
+    pass over staging.events (DuckDB's partitioned write, within its memory limit), so each
+    bucket is then read alone: the cost stays linear in the events however many buckets."""
+    from pipeline import marts
+
+    query = marts.events_sql(only_affected)
+    target = str(folder).replace("'", "''")  # COPY takes no bound file name; the path is ours
+    con.execute(
+        f"copy (select *, hash(customer_id) % {int(buckets)} as bucket from ({query})) "
+        f"to '{target}' (format parquet, partition_by (bucket), compression zstd)"
+    )
+
+
+def read_split_bucket(folder: Path, bucket: int) -> pl.DataFrame:
+    """One bucket written by split_buckets (an empty frame when no customer hashed to it)."""
+    files = sorted((folder / f"bucket={bucket}").glob("*.parquet"))
+    if not files:
+        return pl.DataFrame(schema=schema.EVENTS_SCHEMA)
+    return pl.read_parquet(files, hive_partitioning=False).select(list(schema.EVENTS_SCHEMA)).cast(schema.EVENTS_SCHEMA)
+
+
+def scratch_root(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The folder beside the warehouse file for the build's scratch files (None in memory)."""
+    path = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()[0][0]
+    return Path(path).parent if path else None
 
 
 def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, only_affected: bool = False,
                progress=None) -> int:
     """core.steps / sessions / journeys / visits / moves from staging.events, one bucket at a
     time (only the customers of _affected_customers when `only_affected`; their old rows are
-    taken out first). Returns the number of customers built."""
+    taken out first). With more than one bucket, the events are first split into bucket
+    files beside the warehouse (removed after). Returns the number of customers built."""
     from pipeline import marts
     from pipeline.journeys import build_journeys
 
     marts.clear_core(con, only_customers=only_affected)
     built = 0
-    for b in range(buckets):
-        if progress:
-            progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
-        core = build_journeys(read_bucket(con, b, buckets, only_affected=only_affected), settings, as_of)
-        marts.write_core(con, core)
-        built += core.journeys["customer_id"].n_unique()
-        del core
+    with tempfile.TemporaryDirectory(prefix=".buckets-", dir=scratch_root(con)) as scratch:
+        folder = Path(scratch) / "events"
+        if buckets > 1:
+            if progress:
+                progress(f"split the events into {buckets} buckets (duckdb)")
+            split_buckets(con, folder, buckets, only_affected)
+        for b in range(buckets):
+            if progress:
+                progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
+            events = read_split_bucket(folder, b) if buckets > 1 else read_bucket(con, 0, 1, only_affected)
+            core = build_journeys(events, settings, as_of)
+            del events
+            marts.write_core(con, core)
+            built += core.journeys["customer_id"].n_unique()
+            del core
     return built
