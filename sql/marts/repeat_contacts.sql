@@ -13,11 +13,19 @@ contact_channels as (
     select unnest(cast(max(value) filter (where key = 'contact_channels') as varchar[])) as channel
     from meta.settings
 ),
+with_contacts as (
+    -- only journeys with an event on a contact channel can have a repeat contact: the
+    -- window passes below run on those alone
+    select distinct journey_id
+    from core.steps
+    where channel in (select channel from contact_channels)
+),
 steps as (
     select journey_id, customer_id, step_index, ts, channel,
            lag(channel) over w as previous_channel,
            lag(ts) over w as previous_ts
     from core.steps
+    where journey_id in (select journey_id from with_contacts)
     window w as (partition by journey_id order by step_index)
 ),
 runs as (
