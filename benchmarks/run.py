@@ -62,6 +62,7 @@ PEER_SCRIPTS = {
 }
 FLOOR = "floor: Polars read + sort"
 BUILD = "journeys build"
+SPARK = "journeys build --engine spark (local[2])"
 INGEST = "journeys ingest"
 GENERATE = "generate (journeys sample --events)"
 
@@ -284,7 +285,8 @@ def compare_edges(ours: dict, theirs: dict, wait_tolerance: float) -> list[str]:
 # --------------------------------------------------------------------------- one size
 
 
-def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_seconds: float, log=print) -> list[Measurement]:
+def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_seconds: float, log=print,
+             spark: bool = False) -> list[Measurement]:
     label = size_label(events)
     folder = data_root / label
     logs = folder / "logs"
@@ -351,6 +353,22 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
     log(f"[{label}] {FLOOR}")
     results.append(measure(FLOOR, events, [PYTHON, str(PEERS / "floor_polars.py"), "--events", glob], logs, cap_bytes,
                            timeout_seconds, env))
+    if spark and ingest.status == "ok":
+        # the Spark engine on the same warehouse (it rebuilds core and the marts), checked against the local build
+        log(f"[{label}] {SPARK}")
+        spark_env = {**env, "JOURNEYS_SPARK_MASTER": "local[2]"}
+        m = measure(SPARK, events, [JOURNEYS, "build", "--config", str(config), "--engine", "spark", "--json"], logs,
+                    cap_bytes, timeout_seconds, spark_env)
+        if m.status == "ok" and reference is not None and reference_tool is None:
+            theirs = our_edges(warehouse / "journeys.duckdb", folder / "edges" / "journeys_spark.csv")
+            m.edges = len(theirs)
+            problems = compare_edges(reference, theirs, 1e-9)
+            if problems:
+                m.status = "error"
+                m.detail = f"edges differ from the local engine's in {len(problems)} place(s): " + "; ".join(problems[:5])
+            else:
+                m.detail = f"edges equal the local engine's ({len(theirs)} edges)"
+        results.append(m)
     return results
 
 
@@ -525,7 +543,7 @@ def render_chart(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tools = [t for t in [BUILD, *PEER_SCRIPTS, FLOOR, INGEST]]
+    tools = [t for t in [BUILD, SPARK, *PEER_SCRIPTS, FLOOR, INGEST]]
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.5))
     for tool in tools:
         points = sorted((r["events"], r["wall_seconds"], r["peak_rss_bytes"]) for r in data["results"]
@@ -574,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-gib", type=float, default=20.0, help="kill a process tree above this resident memory")
     parser.add_argument("--timeout", type=float, default=3600.0, help="kill a process after this many seconds")
     parser.add_argument("--render-only", action="store_true", help="rewrite the docs from DOCS/benchmarks.json")
+    parser.add_argument("--spark", action="store_true", help="also time journeys build --engine spark on local[2]")
     args = parser.parse_args(argv)
     docs = Path(args.docs)
     if args.render_only:
@@ -584,13 +603,13 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     results: list[Measurement] = []
     for events in sizes:
-        results += run_size(events, data_root, args.seed, int(args.cap_gib * GIB), args.timeout)
+        results += run_size(events, data_root, args.seed, int(args.cap_gib * GIB), args.timeout, spark=args.spark)
     try:
         shown_root = data_root.resolve().relative_to(ROOT)
     except ValueError:
         shown_root = data_root
     command = (f"python benchmarks/run.py --sizes {','.join(size_label(s) for s in sizes)} --seed {args.seed} "
-               f"--cap-gib {args.cap_gib:g} --timeout {args.timeout:g}")
+               f"--cap-gib {args.cap_gib:g} --timeout {args.timeout:g}" + (" --spark" if args.spark else ""))
     if str(shown_root) != "build/bench":
         command += f" --data {shown_root}"
     data = {
