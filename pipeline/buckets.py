@@ -44,18 +44,12 @@ def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, bu
     return max(1, math.ceil(events / per_bucket))
 
 
-def read_bucket(con: duckdb.DuckDBPyConnection, bucket: int, buckets: int, only_affected: bool = False) -> pl.DataFrame:
-    """The events of staging.events whose customer hashes to `bucket` of `buckets` (only
-    the customers in the temp table _affected_customers when `only_affected`): the
-    columns the build reads. One scan of staging.events per call: `split_buckets` reads
-    every bucket in one pass instead."""
+def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
+    """The events the build reads, all in one frame (a build in one bucket): staging.events,
+    or only the customers in the temp table _affected_customers when `only_affected`."""
     from pipeline import marts
 
-    query = marts.events_sql(only_affected)
-    if buckets == 1:
-        return con.sql(query).pl()
-    return con.sql(f"select * from ({query}) where hash(customer_id) % $buckets = $bucket",
-                   params={"buckets": buckets, "bucket": bucket}).pl()
+    return con.sql(marts.events_sql(only_affected)).pl()
 
 
 def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False) -> None:
@@ -106,7 +100,7 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
         for b in range(buckets):
             if progress:
                 progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
-            events = read_split_bucket(folder, b) if buckets > 1 else read_bucket(con, 0, 1, only_affected)
+            events = read_split_bucket(folder, b) if buckets > 1 else read_events(con, only_affected)
             core = build_journeys(events, settings, as_of)
             del events
             marts.write_core(con, core)

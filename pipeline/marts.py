@@ -110,7 +110,7 @@ def with_ids(con: duckdb.DuckDBPyConnection, core: CoreTables) -> dict[str, pl.D
 def clear_core(con: duckdb.DuckDBPyConnection, only_customers: bool = False) -> None:
     """Before the buckets: empty every core table (a full build), or take out the rows of the
     customers in _affected_customers (an incremental build)."""
-    for table in warehouse.BUILT.values():
+    for table in warehouse.BUILT.values():  # our own constant table names, never config values
         if only_customers:
             con.execute(f"delete from {table} where customer_id in (select customer_id from _affected_customers)")
         else:
@@ -210,8 +210,8 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
 
 def events_sql(only_affected: bool = False) -> str:
     """The query of staging.events' columns the build step reads (only the customers in the
-    temp table _affected_customers when `only_affected`); pipeline.buckets.read_bucket adds
-    the bucket's filter."""
+    temp table _affected_customers when `only_affected`); pipeline.buckets.split_buckets adds
+    the bucket number."""
     where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
     return (
         "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "

@@ -1,8 +1,9 @@
 """A large synthetic touchpoint log for engine comparisons: vectorised numpy, a few seconds for 1M events.
 
-A stand-in until `journeys sample --events N` (pipeline/synth.py) lands; only its
-output matters to the tests (a Parquet source, a customers file and a config), so
-it can be swapped for that generator without touching them.
+Kept beside `journeys sample --events N` (pipeline/synth.py) on purpose: that one
+makes the benchmark's plain shape (journeys = 30-minute sessions, no segments, no
+properties), while the engine comparison needs a customers file with segments,
+a property-based stage rule, per-channel timeouts and a maximum session length.
 
 Events come in visits (a few minutes apart, whole minutes, so equal times are
 common and the tie-break on input position matters), visits are spread over

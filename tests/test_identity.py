@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import random
-import shutil
 import subprocess
 import types
 from collections import Counter

@@ -9,7 +9,6 @@ p-values equal to statsmodels' on the same counts, and small cells suppressed.
 from __future__ import annotations
 
 import warnings
-from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -194,7 +193,6 @@ def test_counts_of_the_comparison_are_the_drawn_counts(planted):
         dropped=(pl.col("reached_consideration") & ~pl.col("converted")).sum(),
         converted=pl.col("converted").sum(),
     )
-    total = per.select(pl.all().exclude("region").sum()).row(0, named=True)
     assert len(got) == 12
     by_region = {r["region"]: r for r in per.iter_rows(named=True)}
     for v, r in by_region.items():
