@@ -398,8 +398,13 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return {"cpu": cpu, "cores": cores, "ram_bytes": mem, "os": platform.platform(),
-            "python": platform.python_version(), "versions": versions}
+            "python": platform.python_version(), "versions": versions, "commit": commit}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -426,6 +431,7 @@ def render_markdown(data: dict) -> str:
         f"- RAM: {mach['ram_bytes'] / GIB:.1f} GiB",
         f"- OS: {mach['os']}",
         f"- Python {mach['python']}; " + ", ".join(f"{k} {v}" for k, v in mach["versions"].items()),
+        f"- journeys at commit `{mach.get('commit', 'unknown')}`",
         "",
         "## Reproduce",
         "",
