@@ -105,21 +105,28 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
         """
         create or replace temp table _sets as
         select row_number() over () as row_key, identifiers, count(*) as events, min(ts) as first_seen_at,
-               max(ts) as last_seen_at, list(distinct source order by source) as sources
+               max(ts) as last_seen_at
         from staging.events
         group by identifiers
         """
     )
+    # each occurrence of an identifier in a row, with the row's known customer id (a row has at most one
+    # identifier per type: the keys of a MAP, the columns of a map file)
     con.execute(
         """
         create or replace temp table _occ as
-        select row_key, e.key as identifier_type, e.value as identifier
-        from (select row_key, unnest(map_entries(identifiers)) as e from _sets)
+        select row_key, e.key as identifier_type, e.value as identifier, events, first_seen_at, last_seen_at,
+               row_customer
+        from (select row_key, unnest(map_entries(identifiers)) as e, events, first_seen_at, last_seen_at,
+                     map_extract_value(identifiers, $ct) as row_customer
+              from _sets)
         union all
         select (select count(*) from _sets) + dense_rank() over (order by map_name, source_row) as row_key,
-               identifier_type, identifier
+               identifier_type, identifier, 0, null, null,
+               max(identifier) filter (where identifier_type = $ct) over (partition by map_name, source_row)
         from staging.identity_map
-        """
+        """,
+        {"ct": params["ct"]},
     )
     # 2. nodes, numbered in (type, value) order: the smallest label of a component is its smallest identifier
     con.execute(
@@ -134,8 +141,8 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
     con.execute(
         """
         create or replace temp table _occ_n as
-        select o.row_key, n.node, n.identifier_type, n.identifier, n.is_known,
-               max(case when n.is_known then n.identifier end) over (partition by o.row_key) as row_customer
+        select o.row_key, n.node, n.identifier_type, n.identifier, n.is_known, o.events, o.first_seen_at, o.last_seen_at,
+               o.row_customer
         from _occ as o join _nodes as n using (identifier_type, identifier)
         """
     )
@@ -213,36 +220,38 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
                coalesce(any_value(o.row_customer),
                         arg_min(c.customer_id, c.label) filter (where o.node not in (select node from _cut)),
                         arg_min(c.customer_id, c.label)) as customer_id,
-               any_value(o.row_customer) is not null as carries_customer
+               any_value(o.row_customer) is not null as carries_customer, any_value(o.events) as events
         from _occ_n as o join _node_customer as c using (node)
         where o.row_key <= (select count(*) from _sets)
         group by o.row_key
         """
     )
+    # 8. the events whose customer changes (most keep theirs: only those are written)
     con.execute(
         """
         create or replace temp table _event_customer as
-        select e.event_id, e.customer_id as old_customer_id, c.customer_id, c.carries_customer
+        select e.event_id, e.customer_id as old_customer_id, c.customer_id
         from staging.events as e
         join _sets as s on s.identifiers = e.identifiers
         join _set_customer as c using (row_key)
+        where e.customer_id <> c.customer_id
         """
     )
     con.execute(
         """
         insert into _affected_customers
-        select old_customer_id from _event_customer where old_customer_id <> customer_id
+        select old_customer_id from _event_customer
         union
-        select customer_id from _event_customer where old_customer_id <> customer_id
+        select customer_id from _event_customer
         """
     )
-    moved = con.execute("select count(*) from _event_customer where old_customer_id <> customer_id").fetchall()[0][0]
+    moved = con.execute("select count(*) from _event_customer").fetchall()[0][0]
     if moved:
         con.execute(
             """
             update staging.events as e set customer_id = c.customer_id
             from _event_customer as c
-            where e.event_id = c.event_id and c.old_customer_id <> c.customer_id
+            where e.event_id = c.event_id
             """
         )
     _write_identities(con)
@@ -250,11 +259,11 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
     counts = con.execute(
         """
         select (select count(*) from core.identities),
-               (select count(distinct customer_id) from _event_customer),
-               (select count(*) from _event_customer as e join _node_customer as n on n.customer_id = e.customer_id
-                 where not n.is_known_customer),
-               (select count(*) from _event_customer as e where not carries_customer
-                  and e.customer_id in (select customer_id from _node_customer where is_known_customer)),
+               (select count(distinct customer_id) from _set_customer),
+               (select coalesce(sum(events), 0) from _set_customer
+                 where customer_id not in (select customer_id from _node_customer where is_known_customer)),
+               (select coalesce(sum(events), 0) from _set_customer where not carries_customer
+                  and customer_id in (select customer_id from _node_customer where is_known_customer)),
                (select count(*) from staging.identity_conflicts)
         """
     ).fetchall()[0]
@@ -278,7 +287,14 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
 def _propagate(con: duckdb.DuckDBPyConnection) -> int:
     """_labels(node, label): the smallest node of each node's connected component over _edges, by
     min-label propagation with pointer jumping. Returns the number of rounds."""
-    con.execute("create or replace temp table _labels as select node, node as label from _nodes")
+    # only nodes with a link take part; every other node is a component of its own (its own label)
+    con.execute("create or replace temp table _labels as select distinct a as node, a as label from _edges")
+    rounds = _propagate_linked(con)
+    con.execute("insert into _labels select node, node from _nodes where node not in (select node from _labels)")
+    return rounds
+
+
+def _propagate_linked(con: duckdb.DuckDBPyConnection) -> int:
     for rounds in range(1, MAX_ITERATIONS + 1):
         con.execute(
             """
@@ -308,32 +324,31 @@ def _write_identities(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         insert into core.identities
-        with seen as (
-            select o.node, sum(s.events) as events, min(s.first_seen_at) as first_seen_at,
-                   max(s.last_seen_at) as last_seen_at
-            from _occ_n as o join _sets as s using (row_key)
-            group by o.node
-        ),
-        maps as (select distinct identifier_type, identifier from staging.identity_map)
+        with seen as (  -- identity-map rows carry 0 events, event rows at least 1
+            select node, sum(events) as events, min(first_seen_at) as first_seen_at, max(last_seen_at) as last_seen_at,
+                   bool_or(events = 0) as in_identity_map
+            from _occ_n
+            group by node
+        )
         select n.identifier_type, n.identifier, c.customer_id,
                case when n.is_known then 'customer'
                     when x.reason = 'shared_identifier' then 'shared'
                     when x.reason = 'ambiguous_link' then 'ambiguous'
                     when c.is_known_customer then 'linked'
                     else 'anonymous' end as status,
-               coalesce(s.events, 0) as events, s.first_seen_at, s.last_seen_at,
-               m.identifier is not null as in_identity_map
+               s.events, s.first_seen_at, s.last_seen_at, s.in_identity_map
         from _nodes as n
         join _node_customer as c using (node)
-        left join seen as s using (node)
+        join seen as s using (node)
         left join _cut as x using (node)
-        left join maps as m using (identifier_type, identifier)
         """
     )
 
 
 def _write_conflicts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("delete from staging.identity_conflicts")
+    if not con.execute("select count(*) from _cut").fetchall()[0][0]:
+        return
     con.execute(
         f"""
         insert into staging.identity_conflicts
