@@ -83,7 +83,7 @@ def main() -> None:
                 funnel_mode="strict", funnel_window=None, customers=None, min_journeys=30, alpha=0.05,
                 contact_channels=("call_center",), contact_window=7 * 86400, journey_timeout=30 * 86400,
                 inactivity_timeout=1800, max_length=86400, channel_timeouts=(), rules=(), as_of=None,
-                top_edges=None, min_transitions=0, engine="local")
+                top_edges=None, min_transitions=0, engine="local", anonymous="keep")
             started = time.perf_counter()
             build_step(con, build_config, Path(tmp) / "graph")
             build_seconds = time.perf_counter() - started

@@ -33,32 +33,35 @@ def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     return warehouse.parse_size(con.execute("select current_setting('memory_limit')").fetchall()[0][0])
 
 
-def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, budget: int | None = None) -> int:
+def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, budget: int | None = None,
+                 known_only: bool = False) -> int:
     """How many buckets keep one bucket's build within `budget` bytes (default: the build's
     share of the run's memory budget, warehouse.BUILD_SHARE; DuckDB's memory_limit is
     warehouse.DUCKDB_SHARE of it): at least 1."""
-    where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
-    events = con.execute("select count(*) from staging.events" + where).fetchall()[0][0]
+    from pipeline import marts
+
+    events = con.execute(f"select count(*) from ({marts.events_sql(only_affected, known_only)})").fetchall()[0][0]
     budget = budget or int(duckdb_memory_limit(con) * warehouse.BUILD_SHARE / warehouse.DUCKDB_SHARE)
     per_bucket = max(MIN_BUCKET_EVENTS, budget // BYTES_PER_EVENT)
     return max(1, math.ceil(events / per_bucket))
 
 
-def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False) -> pl.DataFrame:
+def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False, known_only: bool = False) -> pl.DataFrame:
     """The events the build reads, all in one frame (a build in one bucket): staging.events,
     or only the customers in the temp table _affected_customers when `only_affected`."""
     from pipeline import marts
 
-    return con.sql(marts.events_sql(only_affected)).pl()
+    return con.sql(marts.events_sql(only_affected, known_only)).pl()
 
 
-def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False) -> None:
+def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False,
+                  known_only: bool = False) -> None:
     """Write the build's events to `folder`/bucket=<b>/*.parquet, one folder per bucket, in one
     pass over staging.events (DuckDB's partitioned write, within its memory limit), so each
     bucket is then read alone: the cost stays linear in the events however many buckets."""
     from pipeline import marts
 
-    query = marts.events_sql(only_affected)
+    query = marts.events_sql(only_affected, known_only)
     target = str(folder).replace("'", "''")  # COPY takes no bound file name; the path is ours
     con.execute(
         f"copy (select *, hash(customer_id) % {int(buckets)} as bucket from ({query})) "
@@ -81,10 +84,10 @@ def scratch_root(con: duckdb.DuckDBPyConnection) -> Path | None:
 
 
 def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, only_affected: bool = False,
-               progress=None) -> int:
+               progress=None, known_only: bool = False) -> int:
     """core.steps / sessions / journeys / visits / moves from staging.events, one bucket at a
     time (only the customers of _affected_customers when `only_affected`; their old rows are
-    taken out first). With more than one bucket, the events are first split into bucket
+    taken out first; only known customers when `known_only`). With more than one bucket, the events are first split into bucket
     files beside the warehouse (removed after). Returns the number of customers built."""
     from pipeline import marts
     from pipeline.journeys import build_journeys

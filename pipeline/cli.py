@@ -433,6 +433,16 @@ def sample(customers: int, events: int | None, seed: int, out_dir: str | None) -
                f"to {out_dir}/events; config {written.config}")
 
 
+def _identity_line(identity: dict, build: dict) -> str:
+    """The summary's line on identity resolution: stitched, anonymous (kept or left out), conflicts."""
+    anonymous = identity.get("anonymous_events", 0)
+    fate = ("left out of the journeys ([identity] anonymous = \"exclude\")" if "anonymous_events_left_out" in build
+            else "kept as customers of their own")
+    return (f"identity: {identity.get('identifiers', 0)} identifiers, {identity.get('stitched_events', 0)} events stitched "
+            f"to a known customer, {anonymous} anonymous events {fate}, {identity.get('conflicts', 0)} conflicts "
+            "(staging.identity_conflicts)")
+
+
 def format_summary(result, config) -> str:
     """The human summary `journeys run` ends with."""
     from pipeline.report import format_findings
@@ -443,6 +453,7 @@ def format_summary(result, config) -> str:
         f"events in: {ing['files']} files read ({ing['files_withdrawn']} withdrawn), {ing['rows_read']} rows read, "
         f"{ing['loaded']} loaded, {ing['duplicates']} duplicates, {ing['quarantined']} quarantined"
         + (f" ({', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())})" if s["quarantine_by_reason"] else ""),
+        *([_identity_line(ing["identity"], bld)] if ing.get("identity") else []),
         f"journeys: {bld['journeys']} ({', '.join(f'{k} {v}' for k, v in bld['journeys_by_status'].items())}), "
         f"{bld['sessions']} sessions, {bld['unlabelled_steps']} unlabelled steps, as of {bld['as_of']}",
         f"laws checked: {bld['laws_checked']} (flow balance, START and terminals, funnel, row accounting, unique event ids): all hold",

@@ -165,6 +165,7 @@ class Config:
     customer_type: str = "customer"  # [identity]: the identifier type whose values are known customer ids
     exclusive_types: tuple[str, ...] | None = None  # types that may link one known customer only; None = every other type
     identity_maps: tuple[IdentityMap, ...] = ()
+    anonymous: str = "keep"  # [identity]: "keep" anonymous customers' events in the journeys, or "exclude" (counted, left out)
     memory_limit: str | None = None  # [engine]: DuckDB's memory limit; None = warehouse.default_memory_limit()
     engine: str = "local"  # [engine] name: local (Polars in this process) or spark
     spark: SparkSettings = SparkSettings()
@@ -346,7 +347,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
     if "sources" not in raw or not isinstance(raw["sources"], list) or not raw["sources"]:
         raise r.fail("sources", "no [[sources]] given", "add at least one [[sources]] table with name, path, format, channel, customer_id, event_type and timestamp")
-    customer_type, exclusive_types, identity_maps = _identity(r, raw.get("identity", {}), base, check_files)
+    customer_type, exclusive_types, identity_maps, anonymous = _identity(r, raw.get("identity", {}), base, check_files)
     sources = []
     seen: set[str] = set()
     for i, s in enumerate(raw["sources"]):
@@ -524,6 +525,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         customer_type=customer_type,
         exclusive_types=exclusive_types,
         identity_maps=identity_maps,
+        anonymous=anonymous,
         memory_limit=memory_limit,
         engine=engine,
         spark=spark,
@@ -531,11 +533,16 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
     )
 
 
-def _identity(r: _Reader, identity: Any, base: Path, check_files: bool) -> tuple[str, tuple[str, ...] | None, tuple[IdentityMap, ...]]:
-    """[identity]: the customer type, the exclusive types and the identity-map files."""
+def _identity(r: _Reader, identity: Any, base: Path, check_files: bool) -> tuple[str, tuple[str, ...] | None, tuple[IdentityMap, ...], str]:
+    """[identity]: the customer type, the exclusive types, the identity-map files and what to do with
+    anonymous customers."""
     if not isinstance(identity, dict):
         raise r.fail("identity", "expected a table", "write an [identity] table (see docs/config.md)")
-    r.check_keys(identity, {"customer_type", "exclusive_types", "maps"}, "identity", "identity")
+    r.check_keys(identity, {"customer_type", "exclusive_types", "maps", "anonymous"}, "identity", "identity")
+    anonymous = identity.get("anonymous", "keep")
+    if anonymous not in ("keep", "exclude"):
+        raise r.fail("identity.anonymous", f"{anonymous!r} is not keep or exclude",
+                     'write anonymous = "keep" (anonymous visitors are customers of their own) or "exclude" (counted, left out of the journeys)', "identity")
     customer_type = identity.get("customer_type", "customer")
     if not isinstance(customer_type, str) or not customer_type:
         raise r.fail("identity.customer_type", f"{customer_type!r} is not an identifier type", 'write the type whose values are customer ids, e.g. customer_type = "customer"', "identity")
@@ -571,7 +578,7 @@ def _identity(r: _Reader, identity: Any, base: Path, check_files: bool) -> tuple
         if len(delimiter) != 1:
             raise r.fail(f"{key}.delimiter", f"{delimiter!r} is not one character", 'write e.g. delimiter = ";"', "identity.maps")
         maps.append(IdentityMap(name=name, path=str(mpath), identifiers=tuple((str(k), v) for k, v in ids.items()), delimiter=delimiter))
-    return customer_type, exclusive, tuple(maps)
+    return customer_type, exclusive, tuple(maps), anonymous
 
 
 def _with_customer_columns(identifiers: tuple[tuple[str, str], ...], customer_id: tuple[str, ...],

@@ -208,12 +208,25 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
     return len(checks)
 
 
-def events_sql(only_affected: bool = False) -> str:
-    """The query of staging.events' columns the build step reads (only the customers in the
-    temp table _affected_customers when `only_affected`); pipeline.buckets.split_buckets adds
-    the bucket number."""
-    where = " where customer_id in (select customer_id from _affected_customers)" if only_affected else ""
+def events_sql(only_affected: bool = False, known_only: bool = False) -> str:
+    """The query of staging.events' columns the build step reads: only the customers in the
+    temp table _affected_customers when `only_affected`, only known customers (identity
+    resolution found their customer id: `[identity] anonymous = "exclude"`) when `known_only`.
+    pipeline.buckets.split_buckets adds the bucket number."""
+    conditions = (["customer_id in (select customer_id from _affected_customers)"] if only_affected else []) + (
+        [KNOWN_CUSTOMERS] if known_only else [])
     return (
         "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
-        "cast(properties as varchar) as properties from staging.events" + where
+        "cast(properties as varchar) as properties from staging.events"
+        + (" where " + " and ".join(conditions) if conditions else "")
     )
+
+
+# the customers identity resolution knows by their customer id (the others are anonymous)
+KNOWN_CUSTOMERS = "customer_id in (select customer_id from core.identities where status = 'customer')"
+
+
+def anonymous_events(con: duckdb.DuckDBPyConnection) -> int:
+    """How many events belong to anonymous customers (left out of the build when
+    `[identity] anonymous = "exclude"`)."""
+    return con.execute("select count(*) from staging.events where not " + KNOWN_CUSTOMERS).fetchall()[0][0]

@@ -146,6 +146,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     as_of = resolve_as_of(con, config, as_of)
     settings = BuildSettings.from_config(config)
     engine = engine or config.engine
+    known_only = config.anonymous == "exclude"  # anonymous customers' events are counted and left out
     marts.write_settings(con, marts.MartSettings.from_config(config), as_of)
     if engine == "spark":  # build_journeys per customer partition on Spark, each partition a bucket
         from pipeline import spark_engine
@@ -153,8 +154,8 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
         _say(progress, "sessionize and label (spark)")
         n, rebuilt = spark_engine.build_core(con, config, as_of, only_affected=incremental, partitions=buckets)
     else:
-        n = buckets or bucket_count(con, incremental)
-        rebuilt = build_core(con, settings, as_of, n, only_affected=incremental, progress=progress)
+        n = buckets or bucket_count(con, incremental, known_only=known_only)
+        rebuilt = build_core(con, settings, as_of, n, only_affected=incremental, progress=progress, known_only=known_only)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
     marts.finish_core(con, con.sql(sql, params=params).pl(), only_customers=incremental)
@@ -176,6 +177,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
         "journeys": journeys,
         "journeys_by_status": {s: statuses.get(s, 0) for s in ("converted", "dropped", "open")},
         "laws_checked": laws,
+        **({"anonymous_events_left_out": marts.anonymous_events(con)} if known_only else {}),
         "unlabelled_steps": int(con.execute("select count(*) from core.steps where stage = 'unlabelled'").fetchall()[0][0]),
         **info,
     }

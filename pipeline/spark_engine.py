@@ -261,7 +261,7 @@ def build_core(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetime, 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".spark-", dir=root) as scratch:
         events_path = Path(scratch) / "events.parquet"
-        query = marts.events_sql(only_affected)
+        query = marts.events_sql(only_affected, known_only=config.anonymous == "exclude")
         con.execute(f"copy ({query}) to '{_quote(events_path)}' (format parquet, compression zstd)")
         events = con.execute(f"select count(*) from ({query})").fetchall()[0][0]
         partitions = partitions or settings.partitions or default_partitions(spark, events)

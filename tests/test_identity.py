@@ -133,6 +133,34 @@ def test_run_counts_anonymous_stitched_and_conflicts(sample_db):
     assert got["stitched_events"] > 0 and got["identity_map_rows"] == len(TRUTH["people"])
 
 
+def test_anonymous_exclude_leaves_the_anonymous_customers_out_and_counts_them(sample_db, tmp_path):
+    """[identity] anonymous = "exclude": the customers of the ground truth keep exactly the journeys they
+    have in the default run, nobody else has any, and the events left out are counted (equal to the
+    default run's events of customers the ground truth does not know) and stay in staging.events."""
+    out = tmp_path / "exclude"
+    out.mkdir()
+    config = copy_config(SAMPLE / "journeys.toml", out)
+    config.write_text(config.read_text().replace("[identity]\n", '[identity]\nanonymous = "exclude"\n', 1))
+    proc = subprocess.run([str(JOURNEYS_BIN), "run", "-c", str(config)], capture_output=True, text=True, env={"CI": "true"})
+    assert proc.returncode == 0, proc.stderr
+    people = sorted(p["customer_id"] for p in TRUTH["people"])
+    kept = sample_db.execute("select * from core.journeys where list_contains(?, customer_id) order by journey_id",
+                             [people]).fetchall()
+    others = sample_db.execute("select count(*) from staging.events where not list_contains(?, customer_id)",
+                               [people]).fetchall()[0][0]
+    con = duckdb.connect(str(out / "build" / "journeys.duckdb"), read_only=True)
+    try:
+        assert con.execute("select * from core.journeys order by journey_id").fetchall() == kept
+        assert con.execute("select count(*) from staging.events").fetchall()[0][0] == \
+            sample_db.execute("select count(*) from staging.events").fetchall()[0][0]
+        counts = json.loads(con.execute("select counts from meta.runs order by started_at desc limit 1").fetchall()[0][0])
+    finally:
+        con.close()
+    assert counts["build"]["anonymous_events_left_out"] == others > 0
+    assert counts["ingest"]["identity"]["anonymous_events"] == others
+    assert re.search(rf"{others} anonymous events left out of the journeys", proc.stdout)
+
+
 # --------------------------------------------------------------------------- against the reference, on random graphs
 
 
@@ -328,6 +356,7 @@ def test_identity_config_errors_name_the_key_and_fix(tmp_path):
     cases = {
         'exclusive_types = ["cookie", "handle", "phone", "card", "email"]': ('exclusive_types = ["customer"]', "identity.exclusive_types"),
         'name = "crm"': ('name = "crm"\nformat = "xml"', "identity.maps[0].format"),
+        'customer_type = "customer"': ('customer_type = "customer"\nanonymous = "drop"', "identity.anonymous"),
         'path = "' + SAMPLE.as_posix() + '/crm/crm_export.csv"': ('path = "nowhere.csv"', "identity.maps[0].path"),
     }
     for old, (new, key) in cases.items():
