@@ -12,6 +12,7 @@ needs (buckets are not stored).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from pathlib import Path
@@ -99,14 +100,27 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
         if buckets > 1:
             if progress:
                 progress(f"split the events into {buckets} buckets (duckdb)")
-            split_buckets(con, folder, buckets, only_affected)
-        for b in range(buckets):
-            if progress:
-                progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
-            events = read_split_bucket(folder, b) if buckets > 1 else read_events(con, only_affected)
-            core = build_journeys(events, settings, as_of)
-            del events
-            marts.write_core(con, core)
-            built += core.journeys["customer_id"].n_unique()
-            del core
+            split_buckets(con, folder, buckets, only_affected, known_only)
+        with duckdb_held_to(con, warehouse.DUCKDB_SHARE_DURING_BUCKETS / warehouse.DUCKDB_SHARE):
+            for b in range(buckets):
+                if progress:
+                    progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
+                events = read_split_bucket(folder, b) if buckets > 1 else read_events(con, only_affected, known_only)
+                core = build_journeys(events, settings, as_of)
+                del events
+                marts.write_core(con, core)
+                built += core.journeys["customer_id"].n_unique()
+                del core
     return built
+
+
+@contextlib.contextmanager
+def duckdb_held_to(con: duckdb.DuckDBPyConnection, fraction: float):
+    """DuckDB's memory_limit lowered to `fraction` of itself inside the block (at least 64 MiB),
+    then restored: while Polars builds a bucket, DuckDB needs memory only to append rows."""
+    limit = duckdb_memory_limit(con)
+    con.execute("set memory_limit = ?", [f"{max(int(limit * fraction), 64 << 20) >> 20}MiB"])
+    try:
+        yield
+    finally:
+        con.execute("set memory_limit = ?", [f"{limit >> 20}MiB"])

@@ -17,6 +17,9 @@ import duckdb
 MEMORY_LIMIT_CAP = 4 << 30  # bytes: the default budget on a large machine
 MEMORY_LIMIT_SHARE = 0.6  # of the physical memory, on a smaller machine
 DUCKDB_SHARE = 0.5
+# while the buckets are sessionized, DuckDB only appends their rows: it is held to this share of
+# the budget then, so its cached blocks and a bucket's Polars build together stay within it
+DUCKDB_SHARE_DURING_BUCKETS = 0.25
 BUILD_SHARE = 0.4
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 

@@ -43,6 +43,21 @@ def test_buckets_are_sized_to_the_builds_share_of_the_budget(tmp_path):
     con.close()
 
 
+def test_duckdb_is_held_to_a_quarter_of_the_budget_while_the_buckets_run(tmp_path):
+    """While Polars builds the buckets DuckDB only appends rows: its limit is 250MiB of a 1000MiB budget
+    inside the bucket loop and 500MiB again after it (also when the loop fails)."""
+    from pipeline import buckets
+
+    con = pipeline.warehouse.connect(tmp_path / "w.duckdb", memory_limit="1000MiB")
+    fraction = pipeline.warehouse.DUCKDB_SHARE_DURING_BUCKETS / pipeline.warehouse.DUCKDB_SHARE
+    with buckets.duckdb_held_to(con, fraction):
+        assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size("250MiB")
+    with pytest.raises(ZeroDivisionError), buckets.duckdb_held_to(con, fraction):
+        1 / 0
+    assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size("500MiB")
+    con.close()
+
+
 def duckdb_size(size: str) -> str:
     """How DuckDB prints a limit set to `size`."""
     import duckdb

@@ -5,16 +5,11 @@ create or replace table marts.drop_off_journeys as
 with top as (
     select * from marts.drop_offs where rank <= 10 and drop_offs > 0
 ),
-last_visits as (
-    select journey_id, customer_id, arg_max(node, visit_index) as node, max(left_at) as ended_at
-    from core.visits
-    group by journey_id, customer_id
-),
-dropped as (
-    select l.*
-    from last_visits as l
+dropped as (  -- a dropped journey's terminal move leaves from the node of its last visit
+    select m.journey_id, m.customer_id, m.from_node as node, j.ended_at
+    from core.moves as m
     join core.journeys as j using (journey_id)
-    where j.status = 'dropped'
+    where m.to_node = 'DROPPED'
 )
 select t.level, t.segment_key, t.segment_value, t.rank, t.node, d.journey_id, d.customer_id, d.ended_at
 from top as t

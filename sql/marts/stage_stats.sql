@@ -5,46 +5,66 @@
 -- Laws: transitions out to real nodes other than itself = visits - exits;
 --       all transitions out (self-loop included) = visits + repeats - exits.
 -- Grain: level, segment_key, segment_value, node. Contract: sql/marts/stage_stats.md
+--
+-- Memory: the distinct journeys are counted in a pass of their own, grouping first per
+-- customer (hash aggregates spill to disk), so each pass stays within DuckDB's memory limit.
+create or replace temp table _node_reach as
+select segment_key, segment_value, node, cast(sum(journeys) as bigint) as journeys
+from (
+    select s.segment_key, s.segment_value, v.node, v.customer_id, count(distinct v.journey_id) as journeys
+    from core.visits as v
+    join core.customer_segments as s using (customer_id)
+    group by all
+)
+group by all;
+
+-- exits and drop-offs: a journey's terminal move (to CONVERTED, DROPPED or OPEN) leaves from
+-- the node of its last visit
+create or replace temp table _node_exits as
+select s.segment_key, s.segment_value, m.from_node as node,
+       count(*) as exits, count(*) filter (where m.to_node = 'DROPPED') as drop_offs
+from core.moves as m
+join core.customer_segments as s using (customer_id)
+where m.to_node in ('CONVERTED', 'DROPPED', 'OPEN')
+group by all;
+
 create or replace table marts.stage_stats as
-with visits as (
-    select * from core.visits
-),
-last_visits as (
-    select journey_id, max(visit_index) as last_visit_index from visits group by journey_id
-),
-journeys as (
-    select journey_id, status from core.journeys
-),
-segments as (
+with segments as (
     select customer_id, segment_key, segment_value from core.customer_segments
 ),
 settings as (
     select value as level from meta.settings where key = 'level'
 ),
-flagged as (
+nodes as (
     select
-        v.*,
-        v.visit_index = l.last_visit_index as is_exit,
-        j.status,
-        (epoch_us(v.left_at) - epoch_us(v.entered_at)) / 1e6 as dwell_seconds
-    from visits as v
-    join last_visits as l using (journey_id)
-    join journeys as j using (journey_id)
+        s.segment_key,
+        s.segment_value,
+        v.node,
+        count(*) as visits,
+        -- both quantiles from one sorted state (half the memory of two)
+        quantile_cont((epoch_us(v.left_at) - epoch_us(v.entered_at)) / 1e6, [0.5, 0.9]) as dwell_quantiles,
+        cast(sum(v.repeats) as bigint) as repeats
+    from core.visits as v
+    join segments as s using (customer_id)
+    group by all
 )
 select
     (select level from settings) as level,
-    s.segment_key,
-    s.segment_value,
-    f.node,
-    count(distinct f.journey_id) as journeys,
-    count(*) as visits,
-    count(*) filter (where f.is_exit) as exits,
-    count(*) filter (where f.is_exit and f.status = 'dropped') as drop_offs,
-    count(*) filter (where f.is_exit and f.status = 'dropped') / count(distinct f.journey_id) as drop_off_rate,
-    quantile_cont(f.dwell_seconds, 0.5) as dwell_p50_seconds,
-    quantile_cont(f.dwell_seconds, 0.9) as dwell_p90_seconds,
-    cast(sum(f.repeats) as bigint) as repeats
-from flagged as f
-join segments as s using (customer_id)
-group by all
-order by s.segment_key, s.segment_value, f.node;
+    n.segment_key,
+    n.segment_value,
+    n.node,
+    r.journeys,
+    n.visits,
+    coalesce(x.exits, 0) as exits,
+    coalesce(x.drop_offs, 0) as drop_offs,
+    coalesce(x.drop_offs, 0) / r.journeys as drop_off_rate,
+    n.dwell_quantiles[1] as dwell_p50_seconds,
+    n.dwell_quantiles[2] as dwell_p90_seconds,
+    n.repeats
+from nodes as n
+join _node_reach as r using (segment_key, segment_value, node)
+left join _node_exits as x using (segment_key, segment_value, node)
+order by n.segment_key, n.segment_value, n.node;
+
+drop table _node_reach;
+drop table _node_exits;

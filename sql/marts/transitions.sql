@@ -1,5 +1,19 @@
 -- marts.transitions: one row per level, segment and edge of the transition graph.
 -- Grain: level, segment_key, segment_value, from_node, to_node. Contract: sql/marts/transitions.md
+--
+-- Memory: the distinct counts (journeys, customers) and the quantiles are computed in two
+-- passes, so each stays within DuckDB's memory limit at 100M+ events: the distinct counts
+-- by grouping first per customer (hash aggregates spill to disk), the rest in one pass.
+create or replace temp table _edge_reach as
+select segment_key, segment_value, from_node, to_node, cast(sum(journeys) as bigint) as journeys, count(*) as customers
+from (
+    select s.segment_key, s.segment_value, m.from_node, m.to_node, m.customer_id, count(distinct m.journey_id) as journeys
+    from core.moves as m
+    join core.customer_segments as s using (customer_id)
+    group by all
+)
+group by all;
+
 create or replace table marts.transitions as
 with moves as (
     select * from core.moves
@@ -17,10 +31,7 @@ edges as (
         m.from_node,
         m.to_node,
         count(*) as transitions,
-        count(distinct m.journey_id) as journeys,
-        count(distinct m.customer_id) as customers,
-        quantile_cont(m.wait_seconds, 0.5) as wait_p50_seconds,
-        quantile_cont(m.wait_seconds, 0.9) as wait_p90_seconds,
+        quantile_cont(m.wait_seconds, [0.5, 0.9]) as wait_quantiles,  -- one sorted state for both
         -- mean of whole microseconds: an exact integer sum, so reruns agree to the last bit
         avg(cast(round(m.wait_seconds * 1e6) as bigint)) / 1e6 as wait_mean_seconds
     from moves as m
@@ -34,11 +45,14 @@ select
     from_node,
     to_node,
     transitions,
-    journeys,
-    customers,
+    r.journeys,
+    r.customers,
     cast(transitions / sum(transitions) over (partition by segment_key, segment_value, from_node) as double) as probability,
-    wait_p50_seconds,
-    wait_p90_seconds,
+    wait_quantiles[1] as wait_p50_seconds,
+    wait_quantiles[2] as wait_p90_seconds,
     wait_mean_seconds
 from edges
+join _edge_reach as r using (segment_key, segment_value, from_node, to_node)
 order by segment_key, segment_value, from_node, to_node;
+
+drop table _edge_reach;
