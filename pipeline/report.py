@@ -12,32 +12,54 @@ def summarize(con: duckdb.DuckDBPyConnection, top: int = 3) -> dict:
     """Quarantine by reason, then per segment the top `top` bottleneck edges (by time
     lost) and drop-off nodes (by drop-offs), each with the journeys behind it."""
     reasons = dict(con.execute("select reason, count(*) from staging.quarantine group by reason order by reason").fetchall())
+    # the example journeys: per bottleneck, the journeys with the longest wait on the edge; per
+    # drop-off, the first journey ids. Top-n per group (row_number), not a correlated list over
+    # every row of marts.*_journeys, which ran out of memory at 100M events
     bottlenecks = con.execute(
         """
+        with top as (
+            select level, segment_key, segment_value, kind, rank from marts.bottlenecks where kind = 'edge' and rank <= $top
+        ),
+        per_journey as (
+            select j.level, j.segment_key, j.segment_value, j.kind, j.rank, j.journey_id, max(j.seconds) as seconds
+            from marts.bottleneck_journeys as j
+            join top as t using (level, segment_key, segment_value, kind, rank)
+            group by all
+        ),
+        examples as (
+            select level, segment_key, segment_value, kind, rank,
+                   list(journey_id order by seconds desc, journey_id) as journey_ids
+            from (select * from per_journey
+                  qualify row_number() over (partition by level, segment_key, segment_value, kind, rank
+                                             order by seconds desc, journey_id) <= $examples)
+            group by all
+        )
         select b.segment_key, b.segment_value, b.rank, b.from_node, b.to_node, b.journeys, b.median_seconds,
-               b.time_lost_seconds,
-               (select list(journey_id order by seconds desc, journey_id)[1:?]
-                from (select distinct on (journey_id) journey_id, seconds from marts.bottleneck_journeys as j
-                      where j.level = b.level and j.segment_key = b.segment_key and j.segment_value = b.segment_value
-                        and j.kind = b.kind and j.rank = b.rank
-                      order by journey_id, seconds desc)) as journey_ids
+               b.time_lost_seconds, e.journey_ids
         from marts.bottlenecks as b
-        where b.kind = 'edge' and b.rank <= ?
+        left join examples as e using (level, segment_key, segment_value, kind, rank)
+        where b.kind = 'edge' and b.rank <= $top
         order by b.segment_key <> 'all', b.segment_key, b.segment_value, b.rank
         """,
-        [EXAMPLES, top],
+        {"top": top, "examples": EXAMPLES},
     ).fetchall()
     drops = con.execute(
         """
-        select d.segment_key, d.segment_value, d.rank, d.node, d.journeys, d.drop_offs, d.drop_off_rate,
-               (select list(journey_id order by journey_id)[1:?] from marts.drop_off_journeys as j
-                where j.level = d.level and j.segment_key = d.segment_key and j.segment_value = d.segment_value
-                  and j.rank = d.rank) as journey_ids
+        with examples as (
+            select level, segment_key, segment_value, rank, list(journey_id order by journey_id) as journey_ids
+            from (select level, segment_key, segment_value, rank, journey_id from marts.drop_off_journeys
+                  where rank <= $top
+                  qualify row_number() over (partition by level, segment_key, segment_value, rank
+                                             order by journey_id) <= $examples)
+            group by all
+        )
+        select d.segment_key, d.segment_value, d.rank, d.node, d.journeys, d.drop_offs, d.drop_off_rate, e.journey_ids
         from marts.drop_offs as d
-        where d.rank <= ? and d.drop_offs > 0
+        left join examples as e using (level, segment_key, segment_value, rank)
+        where d.rank <= $top and d.drop_offs > 0
         order by d.segment_key <> 'all', d.segment_key, d.segment_value, d.rank
         """,
-        [EXAMPLES, top],
+        {"top": top, "examples": EXAMPLES},
     ).fetchall()
     return {
         "quarantine_by_reason": reasons,

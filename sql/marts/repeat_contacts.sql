@@ -4,7 +4,9 @@
 -- on another channel (the touch that did not settle it). journeys_touched = journeys with
 -- any event on from_channel; journeys = those with at least one repeat contact from it;
 -- share = journeys / journeys_touched. Grain: segment_key, segment_value, from_channel, to_channel.
-create or replace table marts.repeat_contacts as
+-- Memory: three passes (the repeat contacts; the journeys touching each channel, counted
+-- per customer first; the counts), so each stays within DuckDB's memory limit.
+create or replace temp table _contacts as
 with settings as (
     select cast(max(value) filter (where key = 'contact_window_seconds') as double) as window_seconds
     from meta.settings
@@ -50,23 +52,28 @@ contacts as (
     where channel in (select channel from contact_channels)
       and touch_at is not null
       and (epoch_us(ts) - epoch_us(touch_at)) / 1e6 <= (select window_seconds from settings)
-),
-segments as (
-    select customer_id, segment_key, segment_value from core.customer_segments
-),
-touched as (
-    select s.segment_key, s.segment_value, st.channel as from_channel, count(distinct st.journey_id) as journeys_touched
+)
+select * from contacts;
+
+create or replace temp table _touched as
+select segment_key, segment_value, from_channel, cast(sum(journeys) as bigint) as journeys_touched
+from (
+    select s.segment_key, s.segment_value, st.channel as from_channel, st.customer_id,
+           count(distinct st.journey_id) as journeys
     from core.steps as st
-    join segments as s using (customer_id)
+    join core.customer_segments as s using (customer_id)
     group by all
-),
-counted as (
+)
+group by all;
+
+create or replace table marts.repeat_contacts as
+with counted as (
     select s.segment_key, s.segment_value, c.from_channel, c.to_channel,
            count(distinct c.journey_id) as journeys,
            count(*) as contacts,
            quantile_cont(c.wait_seconds, 0.5) as wait_p50_seconds
-    from contacts as c
-    join segments as s using (customer_id)
+    from _contacts as c
+    join core.customer_segments as s using (customer_id)
     group by all
 )
 select
@@ -75,5 +82,8 @@ select
     c.journeys / t.journeys_touched as share,
     c.wait_p50_seconds
 from counted as c
-join touched as t using (segment_key, segment_value, from_channel)
+join _touched as t using (segment_key, segment_value, from_channel)
 order by c.segment_key, c.segment_value, c.from_channel, c.to_channel;
+
+drop table _contacts;
+drop table _touched;
