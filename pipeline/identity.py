@@ -166,7 +166,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
         with linking as (select row_key, node from _occ_n where node not in (select node from _cut)),
         roots as (select row_key, min(node) as root from linking group by row_key),
         star as (select distinct l.node as a, r.root as b from linking as l join roots as r using (row_key) where l.node <> r.root)
-        select a, b from star union select b, a from star
+        select a, b from star union all select b, a from star  -- disjoint: a star edge always points to the smaller node
         """
     )
     iterations = _propagate(con)
