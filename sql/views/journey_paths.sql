@@ -17,9 +17,9 @@ paths as (
     from core.visits
     group by journey_id
 ),
-channels as (
-    select journey_id, list_sort(list(distinct channel)) as channels
-    from core.steps
+channels as (  -- from the sessions' channel lists: a row per session, not per event
+    select journey_id, list_sort(list_distinct(flatten(list(channels)))) as channels
+    from core.sessions
     group by journey_id
 )
 select

@@ -22,10 +22,10 @@ select
     s.segment_value,
     v.node,
     count(*) as visits,
-    count(distinct v.journey_id) as journeys,
+    any_value(st.journeys) as journeys,  -- distinct journeys at the node: marts.stage_stats counts them per customer first
     avg(cast(round(v.dwell_seconds * 1e6) as bigint)) / 1e6 as dwell_mean_seconds,  -- exact sum: reruns agree
-    quantile_cont(v.dwell_seconds, 0.5) as dwell_p50_seconds,
-    quantile_cont(v.dwell_seconds, 0.9) as dwell_p90_seconds,
+    quantile_cont(v.dwell_seconds, [0.5, 0.9])[1] as dwell_p50_seconds,  -- one state for both quantiles
+    quantile_cont(v.dwell_seconds, [0.5, 0.9])[2] as dwell_p90_seconds,
     max(v.dwell_seconds) as dwell_max_seconds,
     count(*) filter (where v.dwell_seconds = 0) as visits_no_dwell,
     count(*) filter (where v.dwell_seconds > 0 and v.dwell_seconds < 3600) as visits_under_hour,
@@ -34,5 +34,8 @@ select
     count(*) filter (where v.dwell_seconds >= 604800) as visits_over_week
 from visits as v
 join segments as s using (customer_id)
+join marts.stage_stats as st
+  on st.level = (select level from settings) and st.segment_key = s.segment_key
+ and st.segment_value = s.segment_value and st.node = v.node
 group by all
 order by s.segment_key, s.segment_value, v.node;
