@@ -326,6 +326,34 @@ def test_a_later_login_brings_the_anonymous_events_into_the_customers_journey(tm
     assert after == journeys_of(tmp_path / "full" / "journeys.duckdb")
 
 
+def test_a_later_login_with_anonymous_excluded_builds_the_earlier_events_then(tmp_path):
+    """With [identity] anonymous = "exclude", batch 1's anonymous hits on ck-1 are left out (no journey of
+    ck-1, counted); batch 2's login makes ck-1 C1's, and the incremental run builds C1's journey with the
+    three earlier hits in it, equal to a full run on all the data."""
+    landing = tmp_path / "landing"
+    (landing / "web").mkdir(parents=True)
+    (landing / "web" / "day1.csv").write_text("\n".join([WEB_HEADER, *BATCH_1]) + "\n")
+    exclude = '\n[identity]\nanonymous = "exclude"\n'
+    config = landing / "journeys.toml"
+    config.write_text(CONFIG.format(out=tmp_path / "inc") + exclude)
+    run_cli(config)
+    first = journeys_of(tmp_path / "inc" / "journeys.duckdb")
+    assert not [j for j in first["journeys"] if j[1] == "ck-1"]
+    assert {s[0] for s in first["steps"]}.isdisjoint({"web:h1", "web:h2", "web:h3"})
+
+    (landing / "web" / "day2.csv").write_text("\n".join([WEB_HEADER, *BATCH_2]) + "\n")
+    run_cli(config)
+    after = journeys_of(tmp_path / "inc" / "journeys.duckdb")
+    c1_journeys = [j for j in after["journeys"] if j[1] == "C1"]
+    assert len(c1_journeys) == 1 and c1_journeys[0][4] == "converted"
+    assert {s[0] for s in after["steps"] if s[2] == c1_journeys[0][0]} == {f"web:h{i}" for i in (1, 2, 3, 6, 7)}
+
+    full_config = landing / "full.toml"
+    full_config.write_text(CONFIG.format(out=tmp_path / "full") + exclude)
+    run_cli(full_config, "--full-refresh")
+    assert after == journeys_of(tmp_path / "full" / "journeys.duckdb")
+
+
 def test_pseudonymized_resolution_has_the_same_customers(tmp_path, monkeypatch):
     """Resolution runs after pseudonymization: pseudonyms keep every equality, so the events are grouped
     into the same customers, and a known customer's id is its pseudonym."""
