@@ -1,18 +1,22 @@
 -- marts.transitions: one row per level, segment and edge of the transition graph.
 -- Grain: level, segment_key, segment_value, from_node, to_node. Contract: sql/marts/transitions.md
 --
--- Memory: the distinct counts (journeys, customers) and the quantiles are computed in two
+-- Memory: the distinct counts (journeys, customers) and the quantiles are computed in separate
 -- passes, so each stays within DuckDB's memory limit at 100M+ events: the distinct counts
 -- by grouping first per customer (hash aggregates spill to disk), the rest in one pass.
-create or replace temp table _edge_reach as
-select segment_key, segment_value, from_node, to_node, cast(sum(journeys) as bigint) as journeys, count(*) as customers
-from (
-    select s.segment_key, s.segment_value, m.from_node, m.to_node, m.customer_id, count(distinct m.journey_id) as journeys
-    from core.moves as m
-    join core.customer_segments as s using (customer_id)
-    group by all
-)
+create or replace temp table _edge_customers as  -- journeys per customer and edge, before any join
+select customer_id, from_node, to_node, count(*) as journeys
+from (select customer_id, journey_id, from_node, to_node from core.moves group by all)
 group by all;
+
+create or replace temp table _edge_reach as
+select s.segment_key, s.segment_value, c.from_node, c.to_node,
+       cast(sum(c.journeys) as bigint) as journeys, count(*) as customers
+from _edge_customers as c
+join core.customer_segments as s using (customer_id)
+group by all;
+
+drop table _edge_customers;
 
 create or replace table marts.transitions as
 with moves as (
