@@ -190,7 +190,7 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
             if name == "marts/funnel.sql":
                 funnel_reach(con)
             warehouse.run_sql_file(con, name)
-            con.execute("drop table if exists _funnel_reach")
+            con.execute("drop table if exists scratch.funnel_reach")
     finally:
         con.execute("reset preserve_insertion_order")
     stats.add_p_values(con)
@@ -199,7 +199,7 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def funnel_reach(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table _funnel_reach(journey_id, stage_order): the funnel stages (meta.funnel_stages)
+    """Table scratch.funnel_reach(journey_id, stage_order): the funnel stages (meta.funnel_stages)
     each journey reached, by meta.settings' funnel_mode and funnel_window_seconds.
 
     strict: stage k counts when the journey reached stages 1..k in that order, each at its
@@ -213,9 +213,12 @@ def funnel_reach(con: duckdb.DuckDBPyConnection) -> None:
         "cast(max(value) filter (where key = 'funnel_window_seconds') as double) from meta.settings"
     ).fetchall()[0]
     stages = con.execute("select coalesce(max(stage_order), 0) from meta.funnel_stages").fetchall()[0][0]
+    # scratch tables in the warehouse file, not temp tables: DuckDB keeps temp tables in memory,
+    # and these hold a row per funnel step (about every step on a large log)
+    con.execute("create schema if not exists scratch")
     con.execute(
         """
-        create or replace temp table _funnel_steps as
+        create or replace table scratch.funnel_steps as
         select s.journey_id, s.step_index, s.ts, f.stage_order
         from core.steps as s
         join meta.funnel_stages as f on s.stage = f.stage
@@ -224,9 +227,9 @@ def funnel_reach(con: duckdb.DuckDBPyConnection) -> None:
     if mode == "any":
         con.execute(
             """
-            create or replace temp table _funnel_reach as
+            create or replace table scratch.funnel_reach as
             with first_reach as (
-                select journey_id, stage_order, min(ts) as reached_at from _funnel_steps group by all
+                select journey_id, stage_order, min(ts) as reached_at from scratch.funnel_steps group by all
             )
             select fr.journey_id, k.stage_order
             from first_reach as fr
@@ -240,30 +243,30 @@ def funnel_reach(con: duckdb.DuckDBPyConnection) -> None:
     else:
         con.execute(
             """
-            create or replace temp table _reach as
+            create or replace table scratch.reach as
             select journey_id, min(step_index) as step_index, arg_min(ts, step_index) as started_at
-            from _funnel_steps where stage_order = 1 group by journey_id
+            from scratch.funnel_steps where stage_order = 1 group by journey_id
             """
         )
-        con.execute("create or replace temp table _funnel_reach as select journey_id, 1 as stage_order from _reach")
+        con.execute("create or replace table scratch.funnel_reach as select journey_id, 1 as stage_order from scratch.reach")
         for k in range(2, stages + 1):
             con.execute(
                 """
-                create or replace temp table _reach_next as
+                create or replace table scratch.reach_next as
                 select r.journey_id, min(s.step_index) as step_index, any_value(r.started_at) as started_at
-                from _reach as r
-                join _funnel_steps as s
+                from scratch.reach as r
+                join scratch.funnel_steps as s
                   on s.journey_id = r.journey_id and s.stage_order = $k and s.step_index > r.step_index
                  and ($window is null or (epoch_us(s.ts) - epoch_us(r.started_at)) / 1e6 <= $window)
                 group by r.journey_id
                 """,
                 {"k": k, "window": window},
             )
-            con.execute("insert into _funnel_reach select journey_id, $k from _reach_next", {"k": k})
-            con.execute("drop table _reach")
-            con.execute("alter table _reach_next rename to _reach")
-        con.execute("drop table if exists _reach")
-    con.execute("drop table _funnel_steps")
+            con.execute("insert into scratch.funnel_reach select journey_id, $k from scratch.reach_next", {"k": k})
+            con.execute("drop table scratch.reach")
+            con.execute("alter table scratch.reach_next rename to reach")
+        con.execute("drop table if exists scratch.reach")
+    con.execute("drop table scratch.funnel_steps")
 
 
 class LawError(RuntimeError):

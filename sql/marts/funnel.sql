@@ -6,12 +6,12 @@
 -- conversion_from_previous = journeys / journeys at the previous stage (the first
 -- stage: / all journeys); conversion_from_start = journeys / all journeys.
 -- Grain: segment_key, segment_value, stage_order. Contract: sql/marts/funnel.md
--- Which funnel stages each journey reached comes from the temp table _funnel_reach
+-- Which funnel stages each journey reached comes from the table scratch.funnel_reach
 -- (journey_id, stage_order), made just before by pipeline.marts.funnel_reach: in strict
 -- mode one join per stage, each spilling to disk as needed, so memory stays bounded.
 create or replace table marts.funnel as
 with reach as (
-    select journey_id, stage_order from _funnel_reach
+    select journey_id, stage_order from scratch.funnel_reach
 ),
 journey_segments as (
     select j.journey_id, s.segment_key, s.segment_value

@@ -55,18 +55,20 @@ contacts as (
 )
 select * from contacts;
 
-create or replace temp table _channel_customers as  -- journeys per customer and channel, before any join
+create schema if not exists scratch;
+
+create or replace table scratch.channel_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and channel, before any join
 select customer_id, channel, count(*) as journeys
 from (select customer_id, journey_id, channel from core.steps group by all)
 group by all;
 
 create or replace temp table _touched as
 select s.segment_key, s.segment_value, c.channel as from_channel, cast(sum(c.journeys) as bigint) as journeys_touched
-from _channel_customers as c
+from scratch.channel_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
 
-drop table _channel_customers;
+drop table scratch.channel_customers;
 
 create or replace table marts.repeat_contacts as
 with counted as (

@@ -8,18 +8,20 @@
 --
 -- Memory: the distinct journeys are counted in a pass of their own, grouping first per
 -- customer (hash aggregates spill to disk), so each pass stays within DuckDB's memory limit.
-create or replace temp table _node_customers as  -- journeys per customer and node, before any join
+create schema if not exists scratch;
+
+create or replace table scratch.node_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and node, before any join
 select customer_id, node, count(*) as journeys
 from (select customer_id, journey_id, node from core.visits group by all)
 group by all;
 
 create or replace temp table _node_reach as
 select s.segment_key, s.segment_value, c.node, cast(sum(c.journeys) as bigint) as journeys
-from _node_customers as c
+from scratch.node_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
 
-drop table _node_customers;
+drop table scratch.node_customers;
 
 -- exits and drop-offs: a journey's terminal move (to CONVERTED, DROPPED or OPEN) leaves from
 -- the node of its last visit

@@ -4,7 +4,9 @@
 -- Memory: the distinct counts (journeys, customers) and the quantiles are computed in separate
 -- passes, so each stays within DuckDB's memory limit at 100M+ events: the distinct counts
 -- by grouping first per customer (hash aggregates spill to disk), the rest in one pass.
-create or replace temp table _edge_customers as  -- journeys per customer and edge, before any join
+create schema if not exists scratch;
+
+create or replace table scratch.edge_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and edge, before any join
 select customer_id, from_node, to_node, count(*) as journeys
 from (select customer_id, journey_id, from_node, to_node from core.moves group by all)
 group by all;
@@ -12,11 +14,11 @@ group by all;
 create or replace temp table _edge_reach as
 select s.segment_key, s.segment_value, c.from_node, c.to_node,
        cast(sum(c.journeys) as bigint) as journeys, count(*) as customers
-from _edge_customers as c
+from scratch.edge_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
 
-drop table _edge_customers;
+drop table scratch.edge_customers;
 
 create or replace table marts.transitions as
 with moves as (
