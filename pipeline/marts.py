@@ -189,8 +189,10 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
         for name in warehouse.MARTS:
             if name == "marts/funnel.sql":
                 funnel_reach(con)
-            warehouse.run_sql_file(con, name)
-            con.execute("drop table if exists scratch.funnel_reach")
+                warehouse.run_sql_file(con, name)
+                con.execute("drop table scratch.funnel_reach")
+            else:
+                warehouse.run_sql_file(con, name)
     finally:
         con.execute("reset preserve_insertion_order")
     stats.add_p_values(con)
