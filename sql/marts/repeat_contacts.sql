@@ -4,9 +4,12 @@
 -- on another channel (the touch that did not settle it). journeys_touched = journeys with
 -- any event on from_channel; journeys = those with at least one repeat contact from it;
 -- share = journeys / journeys_touched. Grain: segment_key, segment_value, from_channel, to_channel.
--- Memory: three passes (the repeat contacts; the journeys touching each channel, counted
--- per customer first; the counts), so each stays within DuckDB's memory limit.
-create or replace temp table _contacts as
+-- Memory: separate passes (the repeat contacts; the journeys touching each channel, counted
+-- per customer first; the waits' medians by exact_quantiles, sql/marts/quantiles.sql; the
+-- counts, per customer first), so each stays within DuckDB's memory limit.
+create schema if not exists scratch;
+
+create or replace table scratch.contacts as  -- in the file: a temp table stays in memory
 with settings as (
     select cast(max(value) filter (where key = 'contact_window_seconds') as double) as window_seconds
     from meta.settings
@@ -55,8 +58,6 @@ contacts as (
 )
 select * from contacts;
 
-create schema if not exists scratch;
-
 create or replace table scratch.channel_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and channel, before any join
 select customer_id, channel, count(*) as journeys
 from (select customer_id, journey_id, channel from core.steps group by all)
@@ -70,13 +71,32 @@ group by all;
 
 drop table scratch.channel_customers;
 
+-- the waits' medians, exact and within the memory limit (sql/marts/quantiles.sql)
+create or replace temp view _contact_waits as
+select {'segment_key': s.segment_key, 'segment_value': s.segment_value,
+        'from_channel': c.from_channel, 'to_channel': c.to_channel} as grp,
+       c.wait_seconds as x
+from scratch.contacts as c
+join core.customer_segments as s using (customer_id);
+
+create or replace temp table _contact_wait_quantiles as
+select grp.segment_key, grp.segment_value, grp.from_channel, grp.to_channel, p50
+from exact_quantiles('_contact_waits');
+
+drop view _contact_waits;
+
 create or replace table marts.repeat_contacts as
-with counted as (
+with per_customer as (  -- journeys and contacts per customer first: no count(distinct) state
+    select customer_id, from_channel, to_channel, count(*) as journeys, cast(sum(contacts) as bigint) as contacts
+    from (select customer_id, journey_id, from_channel, to_channel, count(*) as contacts
+          from scratch.contacts group by all)
+    group by all
+),
+counted as (
     select s.segment_key, s.segment_value, c.from_channel, c.to_channel,
-           count(distinct c.journey_id) as journeys,
-           count(*) as contacts,
-           quantile_cont(c.wait_seconds, 0.5) as wait_p50_seconds
-    from _contacts as c
+           cast(sum(c.journeys) as bigint) as journeys,
+           cast(sum(c.contacts) as bigint) as contacts
+    from per_customer as c
     join core.customer_segments as s using (customer_id)
     group by all
 )
@@ -84,10 +104,12 @@ select
     c.segment_key, c.segment_value, c.from_channel, c.to_channel,
     t.journeys_touched, c.journeys, c.contacts,
     c.journeys / t.journeys_touched as share,
-    c.wait_p50_seconds
+    q.p50 as wait_p50_seconds
 from counted as c
 join _touched as t using (segment_key, segment_value, from_channel)
+left join _contact_wait_quantiles as q using (segment_key, segment_value, from_channel, to_channel)
 order by c.segment_key, c.segment_value, c.from_channel, c.to_channel;
 
-drop table _contacts;
+drop table scratch.contacts;
 drop table _touched;
+drop table _contact_wait_quantiles;

@@ -7,7 +7,8 @@
 -- Grain: level, segment_key, segment_value, node. Contract: sql/marts/stage_stats.md
 --
 -- Memory: the distinct journeys are counted in a pass of their own, grouping first per
--- customer (hash aggregates spill to disk), so each pass stays within DuckDB's memory limit.
+-- customer (hash aggregates spill to disk), and the dwell quantiles by exact_quantiles
+-- (sql/marts/quantiles.sql), so each pass stays within DuckDB's memory limit.
 create schema if not exists scratch;
 
 create or replace table scratch.node_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and node, before any join
@@ -33,6 +34,19 @@ join core.customer_segments as s using (customer_id)
 where m.to_node in ('CONVERTED', 'DROPPED', 'OPEN')
 group by all;
 
+-- the dwells' quantiles, exact and within the memory limit (sql/marts/quantiles.sql)
+create or replace temp view _node_dwells as
+select {'segment_key': s.segment_key, 'segment_value': s.segment_value, 'node': v.node} as grp,
+       (epoch_us(v.left_at) - epoch_us(v.entered_at)) / 1e6 as x
+from core.visits as v
+join core.customer_segments as s using (customer_id);
+
+create or replace temp table _node_dwell_quantiles as
+select grp.segment_key, grp.segment_value, grp.node, p50, p90
+from exact_quantiles('_node_dwells');
+
+drop view _node_dwells;
+
 create or replace table marts.stage_stats as
 with segments as (
     select customer_id, segment_key, segment_value from core.customer_segments
@@ -46,8 +60,6 @@ nodes as (
         s.segment_value,
         v.node,
         count(*) as visits,
-        -- both quantiles from one sorted state (half the memory of two)
-        quantile_cont((epoch_us(v.left_at) - epoch_us(v.entered_at)) / 1e6, [0.5, 0.9]) as dwell_quantiles,
         cast(sum(v.repeats) as bigint) as repeats
     from core.visits as v
     join segments as s using (customer_id)
@@ -63,13 +75,15 @@ select
     coalesce(x.exits, 0) as exits,
     coalesce(x.drop_offs, 0) as drop_offs,
     coalesce(x.drop_offs, 0) / r.journeys as drop_off_rate,
-    n.dwell_quantiles[1] as dwell_p50_seconds,
-    n.dwell_quantiles[2] as dwell_p90_seconds,
+    q.p50 as dwell_p50_seconds,
+    q.p90 as dwell_p90_seconds,
     n.repeats
 from nodes as n
 join _node_reach as r using (segment_key, segment_value, node)
 left join _node_exits as x using (segment_key, segment_value, node)
+left join _node_dwell_quantiles as q using (segment_key, segment_value, node)
 order by n.segment_key, n.segment_value, n.node;
 
 drop table _node_reach;
 drop table _node_exits;
+drop table _node_dwell_quantiles;
