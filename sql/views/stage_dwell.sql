@@ -24,8 +24,10 @@ select
     count(*) as visits,
     any_value(st.journeys) as journeys,  -- distinct journeys at the node: marts.stage_stats counts them per customer first
     avg(cast(round(v.dwell_seconds * 1e6) as bigint)) / 1e6 as dwell_mean_seconds,  -- exact sum: reruns agree
-    quantile_cont(v.dwell_seconds, [0.5, 0.9])[1] as dwell_p50_seconds,  -- one state for both quantiles
-    quantile_cont(v.dwell_seconds, [0.5, 0.9])[2] as dwell_p90_seconds,
+    -- the quantiles of marts.stage_stats (exact, computed within the memory limit at build
+    -- time): a quantile_cont here would hold every dwell of a node in memory when queried
+    any_value(st.dwell_p50_seconds) as dwell_p50_seconds,
+    any_value(st.dwell_p90_seconds) as dwell_p90_seconds,
     max(v.dwell_seconds) as dwell_max_seconds,
     count(*) filter (where v.dwell_seconds = 0) as visits_no_dwell,
     count(*) filter (where v.dwell_seconds > 0 and v.dwell_seconds < 3600) as visits_under_hour,
