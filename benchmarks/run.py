@@ -312,8 +312,11 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
 
     # a fresh warehouse each run, so ingest loads everything
     warehouse = folder / "warehouse"
-    for stale in warehouse.glob("journeys.duckdb*"):
-        stale.unlink()
+    for stale in warehouse.glob("journeys.duckdb*"):  # the file, its WAL, and a killed run's spill folder
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     log(f"[{label}] {INGEST}")
     ingest = measure(INGEST, events, [JOURNEYS, "ingest", "--config", str(config), "--json"], logs, cap_bytes,
                      timeout_seconds, env)
