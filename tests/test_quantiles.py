@@ -82,7 +82,7 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 4), values), max_size=300))
 def test_equals_the_linear_percentile(rows):
     """For any groups of values, the result equals numpy's linear percentile."""
