@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import duckdb
 import polars as pl
@@ -179,14 +180,18 @@ def write_all_core(
     finish_core(con, segments_long, only_customers)
 
 
-def build_marts(con: duckdb.DuckDBPyConnection) -> None:
+def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] | None = None) -> None:
     """Every mart of sql/marts, the p-values of marts.segment_comparison, then the analyst
-    views of sql/views (views read the marts when queried, so they are made last)."""
+    views of sql/views (views read the marts when queried, so they are made last).
+    `progress` is told each mart as it starts (on 100M events the marts take minutes)."""
     # every mart that needs an order says so (order by); the others may be written in any order,
     # which DuckDB does with far less memory on large tables (marts.bottleneck_journeys)
     con.execute("set preserve_insertion_order = false")
+    tables = [name for name in warehouse.MARTS if name != "marts/quantiles.sql"]
     try:
         for name in warehouse.MARTS:
+            if progress and name in tables:
+                progress(f"marts: {Path(name).stem} ({tables.index(name) + 1} of {len(tables)})")
             if name == "marts/funnel.sql":
                 funnel_reach(con)
                 warehouse.run_sql_file(con, name)

@@ -42,6 +42,7 @@ def test_progress_on_a_terminal(tmp_path):
     out = run_in_terminal([str(JOURNEYS_BIN), "run", "-c", "journeys.toml"], project)
     assert "[########################] 1/1 files" in out
     assert "sessionize and label (polars), bucket 1 of 1 ..." in out and "publish ..." in out
+    assert "marts: transitions (1 of 10) ..." in out and "marts: segment_comparison (10 of 10) ..." in out
     assert "run " in out and "succeeded" in out
 
 
