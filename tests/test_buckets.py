@@ -153,7 +153,7 @@ def test_a_failed_build_step_leaves_the_warehouse_as_it_was(tmp_path, monkeypatc
     before = {t: rows(con, t) for t in ("core.steps", "core.moves", "marts.transitions")}
     con.close()
 
-    def broken(con):
+    def broken(con, progress=None):
         raise RuntimeError("disk on fire")
     monkeypatch.setattr(marts, "build_marts", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
