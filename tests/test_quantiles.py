@@ -75,6 +75,16 @@ def test_values_in_one_bin_are_ranked():
     assert got[5] == (101, pytest.approx(xs[50], abs=0), pytest.approx(xs[90], abs=0))
 
 
+def test_zero_has_a_bin_of_its_own():
+    """Zeros and a value a microsecond above zero fall in different bins, so a node where most
+    visits have no dwell is not ranked value by value."""
+    con = _con()
+    bins = con.execute("select quantile_bin(-1e-6), quantile_bin(0.0), quantile_bin(1e-6), quantile_bin(1e-3)").fetchall()[0]
+    assert bins[0] < bins[1] < bins[2] <= bins[3] and bins[1] == 0
+    got = _quantiles(con, [(1, 0.0)] * 95 + [(1, 1e-6 * (i + 1)) for i in range(5)])
+    assert got[1] == (100, 0.0, 0.0)
+
+
 values = st.one_of(
     st.none(),
     st.sampled_from([0.0, 1.0, -1.0, 30.0, 1800.0]),  # ties

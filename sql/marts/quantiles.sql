@@ -19,8 +19,10 @@
 --   3. a second pass over `source` keeps only the values in the other wanted bins and ranks
 --      them within their bin.
 -- Groups with no non-null value are not returned.
+-- monotone in x, so bins are ordered ranges; 0 has a bin of its own (zero dwells are
+-- common, and a bin of equal values needs no second pass)
 create or replace temp macro quantile_bin(x) as
-    cast(floor(sign(x) * log2(abs(x) + 1) * 256) as integer);  -- monotone in x: bins are ordered ranges
+    cast(sign(x) * (1 + floor(log2(abs(x) + 1) * 256)) as integer);
 
 create or replace temp macro exact_quantiles(source) as table
 with binned as (
