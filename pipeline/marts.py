@@ -187,11 +187,12 @@ def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] 
     # every mart that needs an order says so (order by); the others may be written in any order,
     # which DuckDB does with far less memory on large tables (marts.bottleneck_journeys)
     con.execute("set preserve_insertion_order = false")
-    tables = [name for name in warehouse.MARTS if name != "marts/quantiles.sql"]
     try:
-        for name in warehouse.MARTS:
-            if progress and name in tables:
-                progress(f"marts: {Path(name).stem} ({tables.index(name) + 1} of {len(tables)})")
+        for name in warehouse.MACROS:
+            warehouse.run_sql_file(con, name)
+        for i, name in enumerate(warehouse.MARTS, start=1):
+            if progress:
+                progress(f"marts: {Path(name).stem} ({i} of {len(warehouse.MARTS)})")
             if name == "marts/funnel.sql":
                 funnel_reach(con)
                 warehouse.run_sql_file(con, name)

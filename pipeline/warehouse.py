@@ -48,8 +48,8 @@ BUILT = {
 }
 STATUS = ("core/journey_status.sql",)  # incremental runs: every journey's status at the new as-of
 CORE = ("core/customer_segments.sql",)  # from core, after the buckets
+MACROS = ("marts/quantiles.sql",)  # temp macros the marts use (exact quantiles within the memory limit)
 MARTS = (
-    "marts/quantiles.sql",  # macros the marts use (exact quantiles within the memory limit)
     "marts/transitions.sql",
     "marts/stage_stats.sql",
     "marts/funnel.sql",
