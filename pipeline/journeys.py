@@ -25,6 +25,7 @@ from pipeline import schema
 from pipeline.config import Config, StageRule
 
 KEY_SEP = "\x1f"  # separates customer id and first event id inside a key
+PATH_SEP = " > "  # between the nodes of a journey's path (core.journeys.path)
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -227,6 +228,10 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         converted_at=goal_ts,
         last_node=pl.col("node").last(),
     )
+    paths = _journey_paths(steps)
+    if not paths["journey_no"].equals(journeys["journey_no"]):  # cannot happen: both in journey_no order
+        raise AssertionError("journey paths out of step with the journeys")
+    journeys = pl.concat([journeys, paths.drop("journey_no")], how="horizontal")
     if settings.journey_timeout is None:
         lapsed = pl.lit(True)
     else:
@@ -272,6 +277,26 @@ def _number_steps(df: pl.DataFrame, level: str) -> pl.DataFrame:
         step_index=pl.col("_row") - pl.when(pl.col("_jstart")).then(pl.col("_row")).forward_fill() + 1,
         node=node_expr(level),
     ).drop("_jstart", "_sstart", "_row", "_journey_no", "_session_no")
+
+
+def _journey_paths(steps: pl.DataFrame) -> pl.DataFrame:
+    """visits, path (the node of each visit, joined by PATH_SEP) and channels (sorted, distinct)
+    of every journey, a row per journey in journey_no order. `steps` in journey and step order.
+    A visit starts at a journey's first step and wherever the node changes. (Lists collected
+    and joined after, and channels deduplicated on a sorted frame: faster than a string join,
+    a unique or a sort inside each group.)"""
+    entry = (pl.col("step_index") == 1) | (pl.col("node") != pl.col("node").shift(1)).fill_null(True)
+    paths = steps.filter(entry).group_by("journey_no", maintain_order=True).agg(
+        visits=pl.len().cast(pl.Int64), path=pl.col("node"),
+    ).with_columns(pl.col("path").list.join(PATH_SEP))
+    by_channel = steps.select("journey_no", "channel").sort("journey_no", "channel")
+    first_of_channel = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True) | (
+        pl.col("channel") != pl.col("channel").shift(1)
+    ).fill_null(True)
+    channels = by_channel.filter(first_of_channel).group_by("journey_no", maintain_order=True).agg(
+        channels=pl.col("channel"))
+    # both have one row per journey (every journey has a step), in journey_no order
+    return pl.concat([paths, channels.drop("journey_no")], how="horizontal")
 
 
 def derive_visits(steps: pl.DataFrame) -> pl.DataFrame:

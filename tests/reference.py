@@ -212,6 +212,7 @@ def build(
                 "session_keys": [],
                 "events": 0,
                 "converted_at": None,
+                "channels": [],
             }
         j = journeys[key]
         j["started_at"] = min(j["started_at"], step["ts"])
@@ -219,10 +220,17 @@ def build(
         j["events"] += 1
         if step["session_key"] not in j["session_keys"]:
             j["session_keys"].append(step["session_key"])
+        if step["channel"] not in j["channels"]:
+            j["channels"].append(step["channel"])
         if step["stage"] == goal_stage and j["converted_at"] is None:
             j["converted_at"] = step["ts"]
+    by_journey = steps_by_journey(steps)
     for j in journeys.values():
         j["sessions"] = len(j.pop("session_keys"))
+        j["channels"] = sorted(j["channels"])
+        nodes = [visit["node"] for visit in visits_of(by_journey[j["journey_key"]])]
+        j["visits"] = len(nodes)
+        j["path"] = " > ".join(nodes)
         if j["converted_at"] is not None:
             j["status"] = "converted"
         elif journey_timeout is None or as_of - j["ended_at"] > seconds(journey_timeout):

@@ -550,7 +550,8 @@ def reference_build(frame: pl.DataFrame, s: BuildSettings, as_of: datetime) -> d
 STEP_COLUMNS = ["event_id", "customer_id", "journey_key", "session_key", "step_index", "ts", "channel",
                 "event_type", "stage", "rule_id", "node"]
 SESSION_COLUMNS = ["session_key", "customer_id", "journey_key", "started_at", "ended_at", "events", "channels"]
-JOURNEY_COLUMNS = ["journey_key", "customer_id", "started_at", "ended_at", "sessions", "events", "converted_at", "status"]
+JOURNEY_COLUMNS = ["journey_key", "customer_id", "started_at", "ended_at", "sessions", "events", "converted_at", "status",
+                   "visits", "path", "channels"]
 
 
 def rows_of(frame: pl.DataFrame, columns: list[str]) -> list[tuple]:

@@ -104,6 +104,16 @@ def test_journey_paths(con):
         assert (r["sessions"], r["events"], r["visits"], r["path"], r["channels"]) == (sessions, events, visits, path, channels), customer
 
 
+def test_journey_paths_holds_no_aggregate(con):
+    """views.journey_paths reads the path, visits and channels stored on core.journeys: its
+    plan has no grouping, so exporting it needs no memory per journey (an ordered string_agg
+    per journey, which DuckDB cannot spill, ran out of memory on a 10M-event warehouse)."""
+    plan = "\n".join(r[1] for r in con.sql("explain select * from views.journey_paths").fetchall()).lower()
+    for operator in ("group by", "aggregate", "window", "join", "core.visits", "core.sessions"):
+        assert operator not in plan, plan
+    assert "core.journeys" in plan, plan
+
+
 def test_journey_path_joins_likely_paths(con):
     """'START > ' || path || ' > ' || upper(status) has the form of marts.likely_paths.path: the
     only converted journey's path is the most likely path to CONVERTED."""

@@ -1,6 +1,8 @@
 -- core.journeys: one row per journey. Grain: journey_id. Reads _build_journeys.
 -- status: converted (reached the goal stage), dropped (no goal, last event more than
 -- the journey timeout before the as-of time), open (still within the timeout).
+-- visits, path, channels: made by the Polars build bucket by bucket, so views.journey_paths
+-- needs no ordered aggregate (which DuckDB holds in memory) over core.visits.
 create or replace table core.journeys as
 select
     j.journey_id,
@@ -10,5 +12,8 @@ select
     j.status,
     j.sessions,
     j.events,
-    j.converted_at
+    j.converted_at,
+    j.visits,
+    j.path,
+    j.channels
 from _build_journeys as j;
