@@ -1,3 +1,3 @@
 """journeys: omnichannel customer-journey analytics."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
