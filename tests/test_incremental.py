@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pipeline
 import pipeline.config
 import pipeline.run
 from conftest import ROOT
@@ -154,6 +155,34 @@ def test_a_changed_config_forces_a_full_rebuild_and_says_so(raw, tmp_path):
     config.path.write_text(config.path.read_text().replace('timeout = "30d"', 'timeout = "20d"'))
     result = pipeline.run.run_pipeline(pipeline.config.load_config(config.path))
     assert (result.counts["mode"], result.counts["mode_reason"]) == ("full", "the config changed since the last run")
+
+
+@pytest.mark.slow
+def test_a_warehouse_of_an_older_version_is_rebuilt_in_full(raw, tmp_path):
+    """A warehouse made by 0.2.0 (core.journeys without visits, path and channels) is not
+    appended to: the next run is a full one, says why, and its journeys have their paths."""
+    landing = tmp_path / "landing"
+    shutil.copytree(raw, landing)
+    config = config_for(landing, tmp_path / "out")
+    assert pipeline.run.run_pipeline(config).counts["mode"] == "full"
+    con = duckdb.connect(str(config.warehouse))
+    try:  # what 0.2.0 left: its core.journeys, and its version on the run record
+        con.execute("drop view if exists views.journey_paths")
+        for column in ("visits", "path", "channels"):
+            con.execute(f"alter table core.journeys drop column {column}")
+        con.execute("update meta.runs set package_version = '0.2.0'")
+    finally:
+        con.close()
+    result = pipeline.run.run_pipeline(config)
+    assert (result.counts["mode"], result.counts["mode_reason"]) == (
+        "full", f"journeys changed from 0.2.0 to {pipeline.__version__}")
+    con = duckdb.connect(str(config.warehouse), read_only=True)
+    try:
+        assert con.execute("select count(*) from core.journeys where path is null or visits < 1").fetchall() == [(0,)]
+        assert con.execute("select count(*) from views.journey_paths").fetchall() == \
+            con.execute("select count(*) from core.journeys").fetchall()
+    finally:
+        con.close()
 
 
 @pytest.mark.slow
