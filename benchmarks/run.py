@@ -300,7 +300,7 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
     cached = done.exists() and json.loads(done.read_text()) == {"events": events, "seed": seed}
     if cached:
         results.append(Measurement(GENERATE, events, shown(gen_cmd), status="cached",
-                                   detail=f"reused {folder}/events (delete {done} to generate again)"))
+                                   detail=f"reused {shown([str(folder / 'events')])} (delete {shown([str(done)])} to generate again)"))
     else:
         done.unlink(missing_ok=True)
         log(f"[{label}] generating")
