@@ -40,18 +40,13 @@ PARTITION_COLUMN = "date"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for a null value; DuckDB and pyarrow read it as null
 
 # The event-grain tables and how each row gets its partition date (UTC): a step on the date
-# of its event; a move on the date of the event that makes it (the event entered, or the
-# repeated event of a self-loop; for START the journey's first event, for the terminal move
-# its last). Move k of a journey (k >= 2) is made by its event k, so the move's event is
-# step least(move_index, events) of the journey.
+# of its event; a move on the date of the event that makes it (core.moves.ts: the event
+# entered, or the repeated event of a self-loop; for START the journey's first event, for
+# the terminal move its last). Both read their own table alone: dating a move through a join
+# to core.steps ran out of DuckDB's memory on 100M events.
 PARTITIONED = {
     "core.steps": f"select *, cast(timezone('UTC', ts) as date) as {PARTITION_COLUMN} from core.steps",
-    "core.moves": (
-        f"select m.*, cast(timezone('UTC', s.ts) as date) as {PARTITION_COLUMN} "
-        "from core.moves as m "
-        "join core.journeys as j on j.journey_id = m.journey_id "
-        "join core.steps as s on s.journey_id = m.journey_id and s.step_index = least(m.move_index, j.events)"
-    ),
+    "core.moves": f"select *, cast(timezone('UTC', ts) as date) as {PARTITION_COLUMN} from core.moves",
 }
 PARTITION_RULE = (
     "core.steps and core.moves (the event-grain tables) are always Hive-partitioned by the UTC date "

@@ -328,7 +328,9 @@ def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
     """core.moves: one move into every step (START -> first step, else previous step's node
     -> this step's node, a self-loop when they are equal; move_index = step_index, wait =
     the gap between the two events), plus one terminal move per journey from its last node
-    to CONVERTED / DROPPED / OPEN (move_index = events + 1). `steps` in journey and step order."""
+    to CONVERTED / DROPPED / OPEN (move_index = events + 1). `steps` in journey and step order.
+    ts: the time of the event that makes the move (the event moved into; the journey's last
+    event for the terminal move), so the moves can be dated without a join to the steps."""
     first = pl.col("step_index") == 1
     into = steps.select(
         "journey_no", "journey_key", "customer_id",
@@ -338,6 +340,7 @@ def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
         wait_seconds=pl.when(first).then(None).otherwise(
             (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds() / 1e6
         ),
+        ts=pl.col("ts"),
     )
     ends = journeys.select(
         "journey_no", "journey_key", "customer_id",
@@ -345,5 +348,6 @@ def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
         from_node=pl.col("last_node"),
         to_node=pl.col("status").str.to_uppercase(),
         wait_seconds=pl.lit(None, dtype=pl.Float64),
+        ts=pl.col("ended_at"),
     )
     return pl.concat([into, ends])

@@ -4,6 +4,7 @@
 -- activities are exactly the directly-follows relation of process mining.
 -- wait_seconds: from the last event of the visit left to the first event of the visit
 -- entered (between the two events for a self-loop); null on START and terminal moves.
+-- ts: the event moved into (START: the first event; terminal: the last event).
 -- Grain: journey_id, move_index.
 create or replace table core.moves as
 with visits as (
@@ -26,19 +27,20 @@ between_visits as (
         node as from_node,
         lead(node) over w as to_node,
         (epoch_us(lead(entered_at) over w) - epoch_us(left_at)) / 1e6 as wait_seconds,
-        last_step_index as step_index
+        last_step_index as step_index,
+        lead(entered_at) over w as ts
     from visits
     window w as (partition by journey_id order by visit_index)
 ),
 starts as (
     select journey_id, customer_id, 'START' as from_node, node as to_node,
-           cast(null as double) as wait_seconds, 0 as step_index
+           cast(null as double) as wait_seconds, 0 as step_index, entered_at as ts
     from visits
     where visit_index = 1
 ),
 ends as (
     select v.journey_id, v.customer_id, v.node as from_node, upper(j.status) as to_node,
-           cast(null as double) as wait_seconds, v.last_step_index as step_index
+           cast(null as double) as wait_seconds, v.last_step_index as step_index, v.left_at as ts
     from visits as v
     join journeys as j using (journey_id)
     where v.visit_index = (select max(visit_index) from visits as x where x.journey_id = v.journey_id)
@@ -46,7 +48,7 @@ ends as (
 repeats as (
     select journey_id, customer_id, node as from_node, node as to_node,
            (epoch_us(ts) - epoch_us(previous_ts)) / 1e6 as wait_seconds,
-           step_index - 1 as step_index
+           step_index - 1 as step_index, ts
     from steps
     where node = previous_node
 ),
@@ -65,5 +67,6 @@ select
     customer_id,
     from_node,
     to_node,
-    wait_seconds
+    wait_seconds,
+    ts
 from moves;
