@@ -228,7 +228,8 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         converted_at=goal_ts,
         last_node=pl.col("node").last(),
     )
-    paths = _journey_paths(steps)
+    visits = derive_visits(steps)
+    paths = _journey_paths(steps, visits)
     if not paths["journey_no"].equals(journeys["journey_no"]):  # cannot happen: both in journey_no order
         raise AssertionError("journey paths out of step with the journeys")
     journeys = pl.concat([journeys, paths.drop("journey_no")], how="horizontal")
@@ -243,7 +244,6 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         .then(pl.lit("dropped"))
         .otherwise(pl.lit("open"))
     )
-    visits = derive_visits(steps)
     moves = derive_moves(steps, journeys)
     steps = steps.select(
         "event_id", "customer_id", "journey_key", "session_key", "journey_no", "session_no", "step_index", "ts",
@@ -279,14 +279,12 @@ def _number_steps(df: pl.DataFrame, level: str) -> pl.DataFrame:
     ).drop("_jstart", "_sstart", "_row", "_journey_no", "_session_no")
 
 
-def _journey_paths(steps: pl.DataFrame) -> pl.DataFrame:
+def _journey_paths(steps: pl.DataFrame, visits: pl.DataFrame) -> pl.DataFrame:
     """visits, path (the node of each visit, joined by PATH_SEP) and channels (sorted, distinct)
-    of every journey, a row per journey in journey_no order. `steps` in journey and step order.
-    A visit starts at a journey's first step and wherever the node changes. (Lists collected
-    and joined after, and channels deduplicated on a sorted frame: faster than a string join,
-    a unique or a sort inside each group.)"""
-    entry = (pl.col("step_index") == 1) | (pl.col("node") != pl.col("node").shift(1)).fill_null(True)
-    paths = steps.filter(entry).group_by("journey_no", maintain_order=True).agg(
+    of every journey, a row per journey in journey_no order. `steps` in journey and step order,
+    `visits` as derive_visits returns them. (Lists collected and joined after, and channels
+    deduplicated on a sorted frame: faster than a string join, a unique or a sort per group.)"""
+    paths = visits.group_by("journey_no", maintain_order=True).agg(
         visits=pl.len().cast(pl.Int64), path=pl.col("node"),
     ).with_columns(pl.col("path").list.join(PATH_SEP))
     by_channel = steps.select("journey_no", "channel").sort("journey_no", "channel")
