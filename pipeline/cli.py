@@ -475,7 +475,9 @@ def format_summary(result, config) -> str:
 @click.option("--journeys", "show_journeys", is_flag=True, help="List example journey ids behind each number.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the standalone HTML journey report to this file (journeys run writes output.report).")
-def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_path: str | None) -> None:
+@memory_limit_option
+def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_path: str | None,
+           memory_limit: str | None) -> None:
     """Print the findings of the last run: per segment, the top bottlenecks and
     drop-offs with their numbers and the journeys behind them (read-only).
 
@@ -485,15 +487,15 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_
         journeys report -c data/sample/journeys.toml --json | jq '.drop_offs[0]'
         journeys report -c data/sample/journeys.toml --html /tmp/journeys.html
     """
-    import duckdb
-
+    from pipeline import warehouse
     from pipeline.html_report import write_report
     from pipeline.report import format_findings, summarize
 
-    path = _load(config_path, check_files=False).warehouse
+    config = _with_memory_limit(_load(config_path, check_files=False), memory_limit)
+    path = config.warehouse
     if not path.exists():
         raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first")
-    con = duckdb.connect(str(path), read_only=True)
+    con = warehouse.connect(path, read_only=True, memory_limit=config.memory_limit)
     try:
         found = summarize(con, top=top)
         if html_path:

@@ -12,8 +12,8 @@ segment picker at the top:
 - the segment's journeys by status (marts.segment_summary);
 - a journey map: stages across, channels down, each cell with the journeys that
   reached the stage on the channel, the median wait before entering the stage and
-  the drop-offs there (computed here in SQL from core.steps, core.journeys and
-  core.customer_segments);
+  the drop-offs there (sql/report/journey_map.sql, from core.steps, core.journeys and
+  core.customer_segments, within DuckDB's memory limit);
 - the flow of journeys between nodes (a Sankey of marts.transitions: START and the
   terminals included, self-loops shown as repeat counts in the node labels);
 - the top bottlenecks (marts.bottlenecks) and drop-offs (marts.drop_offs) with
@@ -30,6 +30,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from pipeline import warehouse
 from pipeline.report import duration, summarize
 
 START = "START"
@@ -115,54 +117,29 @@ def _run_summary(con: duckdb.DuckDBPyConnection) -> dict:
     return {"run": run, "ingest": ingest, "quarantine_by_reason": {r["reason"]: r["rows"] for r in reasons}}
 
 
-JOURNEY_MAP_SQL = """
--- One row per segment, stage and channel (plus one per segment and stage with channel null):
--- journeys that reached the stage on the channel, median wait before entering the stage
--- (from the journey's previous event, at another stage, to the first event at this stage,
--- attributed to that event's channel; none for a journey's first event), drop-offs (dropped
--- journeys whose last event is at the stage on the channel).
-with steps as (
-    select journey_id, customer_id, channel, stage, step_index, ts,
-           lag(stage) over w as previous_stage,
-           lag(ts) over w as previous_ts,
-           lead(step_index) over w is null as is_last_step
-    from core.steps
-    window w as (partition by journey_id order by step_index)
-),
-journeys as (
-    select journey_id, status from core.journeys
-),
-segments as (
-    select customer_id, segment_key, segment_value from core.customer_segments
-),
-marked as (
-    select
-        s.journey_id,
-        s.customer_id,
-        s.channel,
-        s.stage,
-        case when s.previous_ts is not null and s.stage <> s.previous_stage
-             then (epoch_us(s.ts) - epoch_us(s.previous_ts)) / 1e6 end as wait_seconds,
-        s.is_last_step and j.status = 'dropped' as is_drop_off
-    from steps as s
-    join journeys as j using (journey_id)
-)
-select
-    g.segment_key,
-    g.segment_value,
-    m.stage,
-    m.channel,
-    count(distinct m.journey_id) as journeys,
-    count(m.wait_seconds) as entries,
-    quantile_cont(m.wait_seconds, 0.5) as wait_p50_seconds,
-    count(*) filter (where m.is_drop_off) as drop_offs
-from marked as m
-join segments as g using (customer_id)
-group by grouping sets ((g.segment_key, g.segment_value, m.stage, m.channel), (g.segment_key, g.segment_value, m.stage))
-"""
+def _journey_map_cells(con: duckdb.DuckDBPyConnection, scratch_dir: Path) -> list[dict]:
+    """The journey map's cells (sql/report/journey_map.sql): per segment, stage and channel
+    (and per segment and stage, channel None), the journeys reaching it, the entries into the
+    stage with their median wait, and the drop-offs.
+
+    The query keeps its window pass in a scratch database file made in `scratch_dir` and
+    deleted after, so it stays within DuckDB's memory limit on a read-only warehouse too."""
+    scratch = Path(scratch_dir) / "report_scratch.duckdb"
+    for name in warehouse.MACROS:  # exact_quantiles (temp macros: allowed on a read-only connection)
+        warehouse.run_sql_file(con, name)
+    order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("set preserve_insertion_order = false")  # no row order to keep: less memory held while spilling
+    con.execute("attach ? as report_scratch (read_only false)", [str(scratch)])
+    try:
+        warehouse.run_sql_file(con, "report/journey_map.sql")
+        return _rows(con, "select * from _journey_map")
+    finally:
+        con.execute("drop table if exists _journey_map")
+        con.execute("detach report_scratch")
+        con.execute("set preserve_insertion_order = ?", [order])
 
 
-def _collect(con: duckdb.DuckDBPyConnection, top: int) -> dict:
+def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path) -> dict:
     """Everything the page shows, read from the warehouse."""
     settings = _settings(con)
     level = _level(con, settings)
@@ -190,7 +167,7 @@ def _collect(con: duckdb.DuckDBPyConnection, top: int) -> dict:
         "rest_rate, lift, p_value, p_adjusted, is_significant, is_suppressed, rest_excludes "
         "from marts.segment_comparison order by segment_key, segment_value, stage, metric",
     )
-    cells = _rows(con, JOURNEY_MAP_SQL)
+    cells = _journey_map_cells(con, scratch_dir)
     findings = summarize(con, top=top)
     return {
         "settings": settings,
@@ -814,8 +791,9 @@ def write_report(con: duckdb.DuckDBPyConnection, path: Path, top: int = 5) -> Pa
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     path = Path(path)
-    page = _page(_collect(con, top), top)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch_dir:
+        page = _page(_collect(con, top, Path(scratch_dir)), top)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)

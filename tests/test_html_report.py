@@ -248,6 +248,63 @@ def test_journey_map_adds_up_to_the_stage_marts(sample):
                                                     "advocacy"]
 
 
+def journey_map_recount(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The journey map recomputed in Polars from core.steps, core.journeys and core.customer_segments:
+    per segment, stage and channel (and per segment and stage, channel null) the distinct journeys,
+    the median wait before entering the stage (previous event at another stage -> this one) and the
+    drop-offs (last event of a dropped journey)."""
+    steps = (con.sql("select journey_id, customer_id, step_index, ts, stage, channel from core.steps").pl()
+             .sort("journey_id", "step_index")
+             .with_columns(previous_stage=pl.col("stage").shift(1).over("journey_id"),
+                           previous_ts=pl.col("ts").shift(1).over("journey_id"),
+                           last=pl.col("step_index") == pl.col("step_index").max().over("journey_id")))
+    status = con.sql("select journey_id, status from core.journeys").pl()
+    steps = steps.join(status, on="journey_id").with_columns(
+        wait=pl.when(pl.col("previous_stage").is_not_null() & (pl.col("stage") != pl.col("previous_stage")))
+        .then((pl.col("ts") - pl.col("previous_ts")).dt.total_microseconds() / 1e6),
+        drop=pl.col("last") & (pl.col("status") == "dropped"))
+    segments = con.sql("select customer_id, segment_key || '=' || segment_value as segment from core.customer_segments").pl()
+    steps = steps.join(segments, on="customer_id")
+    agg = [pl.col("journey_id").n_unique().alias("journeys"), pl.col("wait").median().alias("wait_p50_seconds"),
+           pl.col("drop").sum().alias("drop_offs")]
+    per_cell = steps.group_by("segment", "stage", "channel").agg(agg)
+    per_stage = steps.group_by("segment", "stage").agg(agg).with_columns(channel=pl.lit(None, pl.String))
+    return pl.concat([per_cell, per_stage.select(per_cell.columns)])
+
+
+def test_journey_map_cells_equal_a_polars_recount(sample):
+    """Every cell of every segment's journey map (journeys, median wait before entering, drop-offs),
+    and every stage total, equals the Polars recount; the report's scratch file is gone after."""
+    expected = {(r["segment"], r["stage"], r["channel"]): r for r in journey_map_recount(sample["con"]).iter_rows(named=True)}
+    shown = {}
+    for seg in report_data(sample["html"])["segments"]:
+        for c in seg["journey_map"]["cells"]:
+            shown[(seg["segment"], c["stage"], c["channel"])] = c
+    assert set(shown) == set(expected)
+    assert sum(1 for r in expected.values() if r["wait_p50_seconds"] is not None) > 20
+    for key, c in shown.items():
+        e = expected[key]
+        assert (c["journeys"], c["drop_offs"]) == (e["journeys"], e["drop_offs"]), key
+        if e["wait_p50_seconds"] is None:
+            assert c["wait_p50_seconds"] is None, key
+        else:
+            assert c["wait_p50_seconds"] == pytest.approx(e["wait_p50_seconds"], rel=1e-9, abs=1e-6), key
+    assert sorted(p.name for p in sample["path"].parent.iterdir()) == ["report.html"]
+
+
+def test_the_journey_map_holds_no_unspillable_aggregate_state():
+    """The journey map query uses no aggregate whose state DuckDB keeps in memory whole (distinct
+    counts, quantile_cont/median, string or list aggregation): at 100M events those ran out of the
+    report's memory budget (docs/scaling.md)."""
+    from pipeline.warehouse import sql_dir
+
+    query = (sql_dir() / "report" / "journey_map.sql").read_text()
+    code = "\n".join(line.split("--")[0] for line in query.splitlines())
+    assert "exact_quantiles(" in code
+    assert not re.search(r"count\s*\(\s*distinct|quantile_(?:cont|disc)|\bmedian\s*\(|string_agg|\blist\s*\(|array_agg",
+                         code, re.I)
+
+
 def test_bottlenecks_and_drop_offs_are_the_top_ranks_with_their_journeys(sample):
     """Each segment lists marts.bottlenecks' top 5 edges and marts.drop_offs' top drop-off nodes, and
     every journey id shown beside a number is one of the journeys behind it."""

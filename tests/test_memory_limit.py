@@ -80,7 +80,7 @@ def test_config_engine_memory_limit_is_read_and_checked(tmp_path):
         pipeline.config.load_config(cfg)
 
 
-@pytest.mark.parametrize("command", ["run", "ingest", "build"])
+@pytest.mark.parametrize("command", ["run", "ingest", "build", "report"])
 def test_memory_limit_option_is_checked(tmp_path, command):
     """--memory-limit takes a size; another value is a usage error (exit 2) that says what to write."""
     proc = subprocess.run([str(JOURNEYS_BIN), command, "--memory-limit", "plenty", "-c", str(tmp_path / "x.toml")],
@@ -101,3 +101,30 @@ def test_memory_limit_option_reaches_the_warehouse(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["ingest", "-c", str(project / "journeys.toml"), "--memory-limit", "700MiB"])
     assert result.exit_code == 0, result.output
     assert seen == ["700MiB"]
+
+
+def test_report_reads_the_warehouse_read_only_within_the_budget(tmp_path, monkeypatch):
+    """`journeys report --memory-limit 700MiB --html FILE` opens the warehouse read-only with that limit
+    (the journey map spills beyond it, as the marts do): the warehouse file is unchanged, and only
+    the report is left beside it in the output folder."""
+    import hashlib
+
+    from pipeline.cli import cli
+
+    project = tmp_path / "p"
+    shutil.copytree(TINY, project)
+    config = str(project / "journeys.toml")
+    result = CliRunner().invoke(cli, ["run", "-c", config])
+    assert result.exit_code == 0, result.output
+    built = pipeline.config.load_config(project / "journeys.toml").warehouse
+    before = hashlib.sha256(built.read_bytes()).hexdigest()
+    seen = []
+    connect = pipeline.warehouse.connect
+    monkeypatch.setattr(pipeline.warehouse, "connect",
+                        lambda *a, **k: seen.append((k.get("read_only"), k.get("memory_limit"))) or connect(*a, **k))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["report", "-c", config, "--memory-limit", "700MiB", "--html", str(out / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert seen == [(True, "700MiB")]
+    assert hashlib.sha256(built.read_bytes()).hexdigest() == before
+    assert [p.name for p in out.iterdir()] == ["r.html"]
