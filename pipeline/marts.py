@@ -116,6 +116,10 @@ def clear_core(con: duckdb.DuckDBPyConnection, only_customers: bool = False) -> 
             con.execute(f"delete from {table} where customer_id in (select customer_id from _affected_customers)")
         else:
             con.execute(f"drop table if exists {table}")
+    if not only_customers:
+        # the dropped tables' blocks are free for the new ones only after a checkpoint: without
+        # it a rebuild writes the new core beside the old, and the file grows by about 1.7x
+        con.execute("checkpoint")
 
 
 def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables) -> None:

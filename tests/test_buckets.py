@@ -163,3 +163,24 @@ def test_a_failed_build_step_leaves_the_warehouse_as_it_was(tmp_path, monkeypatc
     assert con.execute("select command, status from meta.runs order by started_at desc limit 1").fetchall() == [("build", "failed")]
     con.close()
     assert [p.name for p in config.warehouse.parent.iterdir() if ".build-" in p.name] == []
+
+
+def test_a_full_rebuild_reuses_the_space_of_the_core_it_replaces(tmp_path):
+    """clear_core before a full build frees the old core tables' blocks for the new ones: the file
+    does not grow by another copy of the core on each rebuild (at 100M events that was 11 GB)."""
+    path = tmp_path / "w.duckdb"
+    con = warehouse.connect(path)
+
+    def fill() -> None:  # core tables of ~30 MB: random strings do not compress
+        for table in warehouse.BUILT.values():
+            con.execute(f"create table {table} as select i as customer_id, md5(i::varchar) || md5((i + 1)::varchar) "
+                        "as payload from range(300000) as t(i)")
+        con.execute("checkpoint")
+
+    fill()
+    first = path.stat().st_size
+    marts.clear_core(con)
+    fill()
+    con.close()
+    assert first > 30_000_000
+    assert path.stat().st_size < 1.2 * first
