@@ -495,11 +495,14 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_
     path = config.warehouse
     if not path.exists():
         raise ConfigProblem(f"{path}: no warehouse there yet. Fix: run `journeys run --config {config_path}` first")
+    progress = _progress_for(config, as_json)
     con = warehouse.connect(path, read_only=True, memory_limit=config.memory_limit)
     try:
+        if progress:
+            progress("findings")
         found = summarize(con, top=top)
         if html_path:
-            write_report(con, Path(html_path), top=max(top, 5))
+            write_report(con, Path(html_path), top=max(top, 5), progress=progress)
     finally:
         con.close()
     click.echo(json.dumps(found, indent=2, default=str) if as_json else "\n".join(format_findings(found, show_journeys)))

@@ -33,6 +33,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import plotly.graph_objects as go
@@ -139,8 +140,9 @@ def _journey_map_cells(con: duckdb.DuckDBPyConnection, scratch_dir: Path) -> lis
         con.execute("set preserve_insertion_order = ?", [order])
 
 
-def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path) -> dict:
-    """Everything the page shows, read from the warehouse."""
+def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path, say: Callable[[str], None]) -> dict:
+    """Everything the page shows, read from the warehouse; `say` is told each part as it starts."""
+    say("report: the marts")
     settings = _settings(con)
     level = _level(con, settings)
     funnel_stages = [r["stage"] for r in _rows(con, "select stage from meta.funnel_stages order by stage_order")]
@@ -167,7 +169,9 @@ def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path) -> dic
         "rest_rate, lift, p_value, p_adjusted, is_significant, is_suppressed, rest_excludes "
         "from marts.segment_comparison order by segment_key, segment_value, stage, metric",
     )
+    say("report: journey map (a pass over core.steps)")
     cells = _journey_map_cells(con, scratch_dir)
+    say("report: bottlenecks and drop-offs")
     findings = summarize(con, top=top)
     return {
         "settings": settings,
@@ -783,17 +787,19 @@ docs/metrics.md; query the warehouse for the rest (journeys sql).</footer>
 """
 
 
-def write_report(con: duckdb.DuckDBPyConnection, path: Path, top: int = 5) -> Path:
+def write_report(con: duckdb.DuckDBPyConnection, path: Path, top: int = 5,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Write the standalone HTML report of the warehouse open on `con` (read only) to `path`
     (written to a temporary file beside it, then renamed); returns the path.
 
-    `top`: how many bottlenecks and drop-offs each segment lists."""
+    `top`: how many bottlenecks and drop-offs each segment lists; `progress` is told each part
+    as it starts (on 100M events the journey map takes minutes)."""
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch_dir:
-        page = _page(_collect(con, top, Path(scratch_dir)), top)
+        page = _page(_collect(con, top, Path(scratch_dir), progress or (lambda message: None)), top)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)

@@ -360,7 +360,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             summary = summarize(con)
             _record_end(con, run_id, "succeeded", counts)
             _say(progress, "report (html)")
-            write_report(con, tmp / "report.html")
+            write_report(con, tmp / "report.html", progress=progress)
             con.execute("checkpoint")
         finally:
             con.close()

@@ -44,6 +44,10 @@ def test_progress_on_a_terminal(tmp_path):
     assert "sessionize and label (polars), bucket 1 of 1 ..." in out and "publish ..." in out
     assert "marts: transitions (1 of 10) ..." in out and "marts: segment_comparison (10 of 10) ..." in out
     assert "run " in out and "succeeded" in out
+    report = run_in_terminal([str(JOURNEYS_BIN), "report", "-c", "journeys.toml", "--html", "again.html"], project)
+    assert "findings ..." in report and "report: journey map (a pass over core.steps) ..." in report
+    assert report.index("report: journey map") < report.index("report: bottlenecks and drop-offs ...")
+    assert (project / "again.html").exists()
 
 
 def test_quiet_without_a_terminal(tmp_path):
