@@ -131,7 +131,13 @@ engine_option = click.option(
 def _fail(e: Exception) -> click.ClickException:
     if isinstance(e, ConfigError):
         return ConfigProblem(str(e))
-    return click.ClickException(f"{type(e).__name__}: {e}")
+    where = "".join(f" ({note})" for note in getattr(e, "__notes__", []))
+    message = f"{type(e).__name__}{where}: {e}"
+    if "Out of Memory" in str(e):
+        message += ("\nFix: give the command a larger budget with --memory-limit (or [engine] memory_limit; "
+                    "DuckDB gets half of it), and keep free disk beside the warehouse for what DuckDB spills "
+                    "(<warehouse>.tmp).")
+    return click.ClickException(message)
 
 
 def _print_result(result, as_json: bool, human) -> None:

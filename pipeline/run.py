@@ -343,6 +343,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     tmp.mkdir(parents=True)
     counts: dict = {"mode": mode, "mode_reason": why}
     incremental = mode == "incremental"
+    step = "ingest"
     try:
         if incremental:
             shutil.copy2(final_db, tmp / final_db.name)  # work on a copy: the published file stays whole
@@ -353,27 +354,44 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
             _record_start(con, run_id, "run", config, started, mode)
             _say(progress, f"ingest (duckdb, {mode}: {why})")
             counts["ingest"] = ingest_step(con, config, run_id, progress, incremental=incremental)
+            step = "build"
             counts["build"] = build_step(con, config, tmp / "graph", as_of, progress, incremental=incremental,
                                          buckets=buckets, engine=engine)
+            # the export and the report start on a fresh connection, as `journeys export` and
+            # `journeys report` do: the ingest's and build's temp tables and DuckDB's caches are
+            # not carried into them (a 100M-event run ran out of DuckDB memory without this)
+            con = _reconnect(con, tmp / final_db.name, config)
+            step = "export"
             _say(progress, "export (parquet)")
             counts["export"] = export_step(con, tmp / "export", run_id)
             summary = summarize(con)
             _record_end(con, run_id, "succeeded", counts)
+            con = _reconnect(con, tmp / final_db.name, config)
+            step = "report"
             _say(progress, "report (html)")
             write_report(con, tmp / "report.html", progress=progress)
             con.execute("checkpoint")
         finally:
             con.close()
+        step = "publish"
         if config.pseudonymize:
             privacy.rewrite_warehouse(tmp / final_db.name)  # no raw id left in freed pages of the file
         _say(progress, "publish")
         _publish(tmp, config)
     except BaseException as e:
+        e.add_note(f"the run stopped in its {step} step")
         _record_failure(final_db, run_id, config, started, counts, e)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _clear_leftovers(config)  # the previous version (readers that still hold its files keep them open)
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
+
+
+def _reconnect(con: duckdb.DuckDBPyConnection, path: Path, config: Config) -> duckdb.DuckDBPyConnection:
+    """Close `con` (committing and checkpointing its work) and open the warehouse again with the
+    run's budget: a connection with nothing held over from the steps before."""
+    con.close()
+    return warehouse.connect(path, memory_limit=config.memory_limit)
 
 
 def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: datetime | None,

@@ -230,8 +230,54 @@ def test_journeys_run_exits_1_with_the_law_message_when_a_law_breaks(project, mo
     monkeypatch.setattr(pipeline.marts, "check_laws", _break_laws)
     result = CliRunner().invoke(cli, ["run", "--config", config_path])
     assert result.exit_code == 1
-    assert "LawError: the marts break a flow law" in result.output
+    assert "LawError (the run stopped in its build step): the marts break a flow law" in result.output
     assert "node_balance: segment all, node purchase" in result.output
+    assert outputs(project) == before
+    assert leftovers(project) == []
+
+
+def test_export_and_report_start_on_a_connection_with_nothing_held_over(project, monkeypatch):
+    """The export and the report get a fresh connection, as `journeys export` and `journeys report`
+    do: no temp table of the ingest or build (such as _affected_customers) is held in DuckDB's
+    memory beside them (a 100M-event run ran out of DuckDB memory in its last steps)."""
+    held = {}
+
+    def temp_tables(con) -> list:
+        return con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+
+    def looking(step: str, function):
+        def wrapped(con, *args, **kwargs):
+            held[step] = temp_tables(con)
+            return function(con, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(pipeline.run, "export_step", looking("export", pipeline.run.export_step))
+    monkeypatch.setattr(pipeline.run, "write_report", looking("report", pipeline.run.write_report))
+    seen_in_build = []
+    build_step = pipeline.run.build_step
+    monkeypatch.setattr(pipeline.run, "build_step",
+                        lambda con, *a, **k: (build_step(con, *a, **k), seen_in_build.extend(temp_tables(con)))[0])
+    pipeline.run.run_pipeline(load(project))
+    assert ("_affected_customers",) in seen_in_build  # what a carried-over connection would still hold
+    assert held == {"export": [], "report": []}
+
+
+def test_a_run_out_of_memory_names_its_step_and_the_fix(project, monkeypatch):
+    """A run that DuckDB stops for memory says in which step, and how to give it more; the
+    previous outputs stay whole."""
+    config_path = str(project / "journeys.toml")
+    assert CliRunner().invoke(cli, ["run", "--config", config_path]).exit_code == 0
+    before = outputs(project)
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB "
+                                          "(1.9 GiB/2.0 GiB used)")
+
+    monkeypatch.setattr(pipeline.run, "export_step", out_of_memory)
+    result = CliRunner().invoke(cli, ["run", "--config", config_path])
+    assert result.exit_code == 1
+    assert "OutOfMemoryException (the run stopped in its export step): Out of Memory Error" in result.output
+    assert "Fix: give the command a larger budget with --memory-limit" in result.output
     assert outputs(project) == before
     assert leftovers(project) == []
 
