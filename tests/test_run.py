@@ -223,17 +223,24 @@ def test_broken_flow_law_fails_the_run_and_publishes_nothing(project, monkeypatc
 def test_journeys_run_exits_1_with_the_law_message_when_a_law_breaks(project, monkeypatch):
     """`journeys run` on marts that break a flow law exits 1, prints the law's message, and
     leaves the previous outputs unchanged."""
+    output = failed_cli_run(project, monkeypatch, pipeline.marts, "check_laws", _break_laws)
+    assert "LawError (the run stopped in its build step): the marts break a flow law" in output
+    assert "node_balance: segment all, node purchase" in output
+
+
+def failed_cli_run(project: Path, monkeypatch, module, name: str, replacement) -> str:
+    """`journeys run` once as is, then with module.name replaced: the second exits 1 and leaves the
+    first's outputs whole, with no version folder left; returns what it printed."""
     config_path = str(project / "journeys.toml")
     first = CliRunner().invoke(cli, ["run", "--config", config_path])
     assert first.exit_code == 0, first.output
     before = outputs(project)
-    monkeypatch.setattr(pipeline.marts, "check_laws", _break_laws)
+    monkeypatch.setattr(module, name, replacement)
     result = CliRunner().invoke(cli, ["run", "--config", config_path])
     assert result.exit_code == 1
-    assert "LawError (the run stopped in its build step): the marts break a flow law" in result.output
-    assert "node_balance: segment all, node purchase" in result.output
     assert outputs(project) == before
     assert leftovers(project) == []
+    return result.output
 
 
 def test_export_and_report_start_on_a_connection_with_nothing_held_over(project, monkeypatch):
@@ -265,21 +272,13 @@ def test_export_and_report_start_on_a_connection_with_nothing_held_over(project,
 def test_a_run_out_of_memory_names_its_step_and_the_fix(project, monkeypatch):
     """A run that DuckDB stops for memory says in which step, and how to give it more; the
     previous outputs stay whole."""
-    config_path = str(project / "journeys.toml")
-    assert CliRunner().invoke(cli, ["run", "--config", config_path]).exit_code == 0
-    before = outputs(project)
-
     def out_of_memory(*args, **kwargs):
         raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB "
                                           "(1.9 GiB/2.0 GiB used)")
 
-    monkeypatch.setattr(pipeline.run, "export_step", out_of_memory)
-    result = CliRunner().invoke(cli, ["run", "--config", config_path])
-    assert result.exit_code == 1
-    assert "OutOfMemoryException (the run stopped in its export step): Out of Memory Error" in result.output
-    assert "Fix: give the command a larger budget with --memory-limit" in result.output
-    assert outputs(project) == before
-    assert leftovers(project) == []
+    output = failed_cli_run(project, monkeypatch, pipeline.run, "export_step", out_of_memory)
+    assert "OutOfMemoryException (the run stopped in its export step): Out of Memory Error" in output
+    assert "Fix: give the command a larger budget with --memory-limit" in output
 
 
 # --------------------------------------------------------------------------- killed runs
