@@ -143,6 +143,8 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     sessionized again, from their complete histories; every journey's status is then
     judged again at the as-of time, and everything after core is rebuilt.
     `engine` (default: the config's [engine] name) is where sessionize + label runs."""
+    if not incremental:  # a full build redoes every customer: the ingest's list of them only holds memory
+        con.execute("drop table if exists _affected_customers")
     as_of = resolve_as_of(con, config, as_of)
     settings = BuildSettings.from_config(config)
     engine = engine or config.engine
@@ -159,6 +161,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)
     marts.finish_core(con, con.sql(sql, params=params).pl(), only_customers=incremental)
+    con.execute("drop table if exists _affected_customers")  # read by the core build only: free it for the marts
     marts.build_marts(con, progress)
     laws = marts.check_laws(con)
     _say(progress, "graph (networkx)")

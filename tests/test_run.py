@@ -244,29 +244,36 @@ def failed_cli_run(project: Path, monkeypatch, module, name: str, replacement) -
 
 
 def test_export_and_report_start_on_a_connection_with_nothing_held_over(project, monkeypatch):
-    """The export and the report get a fresh connection, as `journeys export` and `journeys report`
-    do: no temp table of the ingest or build (such as _affected_customers) is held in DuckDB's
-    memory beside them (a 100M-event run ran out of DuckDB memory in its last steps)."""
-    held = {}
-
-    def temp_tables(con) -> list:
-        return con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+    """The export and the report each get a connection of their own, as `journeys export` and
+    `journeys report` do, so DuckDB's caches from the build are not carried into them (a 100M-event
+    run ran out of DuckDB memory in its last steps); and the ingest's temp list of customers to
+    rebuild is gone once the build no longer reads it, on a full build and on an incremental one."""
+    seen = {}
 
     def looking(step: str, function):
         def wrapped(con, *args, **kwargs):
-            held[step] = temp_tables(con)
-            return function(con, *args, **kwargs)
+            seen.setdefault(step, []).append((con, "before"))  # the object, kept alive: ids are not reused
+            result = function(con, *args, **kwargs)
+            tables = con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+            seen[step].append((con, tables))
+            return result
         return wrapped
 
-    monkeypatch.setattr(pipeline.run, "export_step", looking("export", pipeline.run.export_step))
-    monkeypatch.setattr(pipeline.run, "write_report", looking("report", pipeline.run.write_report))
-    seen_in_build = []
-    build_step = pipeline.run.build_step
-    monkeypatch.setattr(pipeline.run, "build_step",
-                        lambda con, *a, **k: (build_step(con, *a, **k), seen_in_build.extend(temp_tables(con)))[0])
+    for name in ("ingest_step", "build_step", "export_step", "write_report"):
+        monkeypatch.setattr(pipeline.run, name, looking(name, getattr(pipeline.run, name)))
     pipeline.run.run_pipeline(load(project))
-    assert ("_affected_customers",) in seen_in_build  # what a carried-over connection would still hold
-    assert held == {"export": [], "report": []}
+    ingest, build, export, report = (seen[name] for name in ("ingest_step", "build_step", "export_step", "write_report"))
+    assert ("_affected_customers",) in ingest[1][1]  # what the build's connection holds when it starts
+    assert ingest[0][0] is build[0][0]
+    assert len({id(build[0][0]), id(export[0][0]), id(report[0][0])}) == 3
+    assert ("_affected_customers",) not in build[1][1]
+    assert export[1][1] == []
+    (project / "events_2.csv").write_text("event_id,customer,ts,event,medium,page\n"
+                                          "e900,c1,2026-01-03T10:00:00Z,PageView,web,/home\n", encoding="utf-8")
+    seen.clear()
+    result = pipeline.run.run_pipeline(load(project))
+    assert result.counts["mode"] == "incremental"
+    assert ("_affected_customers",) not in seen["build_step"][1][1]
 
 
 def test_a_run_out_of_memory_names_its_step_and_the_fix(project, monkeypatch):
