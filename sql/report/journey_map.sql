@@ -27,22 +27,34 @@ select customer_id, stage, channel, (epoch_us(ts) - epoch_us(previous_ts)) / 1e6
 from steps
 where previous_stage is not null and stage <> previous_stage;
 
--- journeys reaching each stage on each channel (and on any), counted per customer first
+-- journeys reaching each stage on each channel (and on any), counted per customer first:
+-- the journeys' distinct cells are kept in the scratch file, then counted in two passes,
+-- one hash aggregate at a time (grouping sets over core.steps held two of them at once, and
+-- a 100M-event run ran out of memory there)
+create or replace table report_scratch.journey_cells as
+select customer_id, journey_id, stage, channel
+from core.steps
+group by all;
+
+create or replace table report_scratch.reach_customers as
+select customer_id, stage, channel, false as any_channel, count(*) as journeys
+from report_scratch.journey_cells
+group by all;
+
+insert into report_scratch.reach_customers
+select customer_id, stage, null, true, count(*)
+from (select customer_id, journey_id, stage from report_scratch.journey_cells group by all)
+group by all;
+
+drop table report_scratch.journey_cells;
+
 create or replace temp table _map_reach as
-with per_journey as (
-    select customer_id, journey_id, stage, channel, grouping(channel) = 1 as any_channel
-    from core.steps
-    group by grouping sets ((customer_id, journey_id, stage, channel), (customer_id, journey_id, stage))
-),
-per_customer as (
-    select customer_id, stage, channel, any_channel, count(*) as journeys
-    from per_journey
-    group by all
-)
 select s.segment_key, s.segment_value, c.stage, c.channel, c.any_channel, cast(sum(c.journeys) as bigint) as journeys
-from per_customer as c
+from report_scratch.reach_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
+
+drop table report_scratch.reach_customers;
 
 -- drop-offs: the last event (step_index = events) of each dropped journey
 create or replace temp table _map_drops as
