@@ -128,16 +128,14 @@ def _journey_map_cells(con: duckdb.DuckDBPyConnection, scratch_dir: Path) -> lis
     scratch = Path(scratch_dir) / "report_scratch.duckdb"
     for name in warehouse.MACROS:  # exact_quantiles (temp macros: allowed on a read-only connection)
         warehouse.run_sql_file(con, name)
-    order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("set preserve_insertion_order = false")  # no row order to keep: less memory held while spilling
     con.execute("attach ? as report_scratch (read_only false)", [str(scratch)])
     try:
-        warehouse.run_sql_file(con, "report/journey_map.sql")
+        with warehouse.unordered_writes(con):  # no row order to keep: less memory held while spilling
+            warehouse.run_sql_file(con, "report/journey_map.sql")
         return _rows(con, "select * from _journey_map")
     finally:
         con.execute("drop table if exists _journey_map")
         con.execute("detach report_scratch")
-        con.execute("set preserve_insertion_order = ?", [order])
 
 
 def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path, say: Callable[[str], None]) -> dict:

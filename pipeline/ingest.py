@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import warehouse
 from pipeline.config import Config, ConfigError, Source
 
 log = logging.getLogger(__name__)
@@ -626,12 +627,8 @@ def ingest(
     if files is None:
         con.execute("delete from staging.events; delete from staging.duplicates; delete from staging.quarantine")
     counts: list[FileCount] = []
-    order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("set preserve_insertion_order = false")  # staging is a set: no row order to keep
-    try:
+    with warehouse.unordered_writes(con):  # staging is a set: no row order to keep
         _ingest_sources(con, config, batch_id, progress, files, batch_rows, counts)
-    finally:
-        con.execute("set preserve_insertion_order = ?", [order])
     _count_outcomes(con, counts)
     return counts
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -120,3 +122,15 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
         for name in DDL:
             run_sql_file(con, name)
     return con
+
+
+@contextmanager
+def unordered_writes(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within the block, DuckDB need not keep row order in what it writes (preserve_insertion_order
+    off), which takes far less memory on large tables; the setting is restored after."""
+    order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("set preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("set preserve_insertion_order = ?", [order])
