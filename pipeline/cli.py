@@ -495,7 +495,7 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_
     """
     from pipeline import warehouse
     from pipeline.html_report import write_report
-    from pipeline.report import format_findings, summarize
+    from pipeline.report import format_findings, summarize, trim_findings
 
     config = _with_memory_limit(_load(config_path, check_files=False), memory_limit)
     path = config.warehouse
@@ -506,9 +506,11 @@ def report(config_path: str, as_json: bool, top: int, show_journeys: bool, html_
     try:
         if progress:
             progress("findings")
-        found = summarize(con, top=top)
+        # once, for the printout and for the HTML report (which lists at least 5 per segment)
+        found = summarize(con, top=max(top, 5) if html_path else top)
         if html_path:
-            write_report(con, Path(html_path), top=max(top, 5), progress=progress)
+            write_report(con, Path(html_path), top=max(top, 5), progress=progress, findings=found)
+            found = trim_findings(found, top)
     finally:
         con.close()
     click.echo(json.dumps(found, indent=2, default=str) if as_json else "\n".join(format_findings(found, show_journeys)))

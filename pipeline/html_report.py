@@ -41,7 +41,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pipeline import warehouse
-from pipeline.report import duration, summarize
+from pipeline.report import duration, summarize, trim_findings
 
 START = "START"
 TERMINALS = ("CONVERTED", "DROPPED", "OPEN")
@@ -123,8 +123,10 @@ def _journey_map_cells(con: duckdb.DuckDBPyConnection, scratch_dir: Path) -> lis
     (and per segment and stage, channel None), the journeys reaching it, the entries into the
     stage with their median wait, and the drop-offs.
 
-    The query keeps its window pass in a scratch database file made in `scratch_dir` and
-    deleted after, so it stays within DuckDB's memory limit on a read-only warehouse too."""
+    The query keeps its intermediate tables (the window pass that finds the entries into each
+    stage, and the journeys' cells it counts in two passes) in a scratch database file made in
+    `scratch_dir` and deleted after, so it stays within DuckDB's memory limit on a read-only
+    warehouse too."""
     scratch = Path(scratch_dir) / "report_scratch.duckdb"
     for name in warehouse.MACROS:  # exact_quantiles (temp macros: allowed on a read-only connection)
         warehouse.run_sql_file(con, name)
@@ -138,8 +140,10 @@ def _journey_map_cells(con: duckdb.DuckDBPyConnection, scratch_dir: Path) -> lis
         con.execute("detach report_scratch")
 
 
-def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path, say: Callable[[str], None]) -> dict:
-    """Everything the page shows, read from the warehouse; `say` is told each part as it starts."""
+def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path, say: Callable[[str], None],
+             findings: dict | None = None) -> dict:
+    """Everything the page shows, read from the warehouse; `say` is told each part as it starts.
+    `findings`: pipeline.report.summarize's result for at least `top`, when the caller has it."""
     say("report: the marts")
     settings = _settings(con)
     level = _level(con, settings)
@@ -169,8 +173,11 @@ def _collect(con: duckdb.DuckDBPyConnection, top: int, scratch_dir: Path, say: C
     )
     say("report: journey map (a pass over core.steps)")
     cells = _journey_map_cells(con, scratch_dir)
-    say("report: bottlenecks and drop-offs")
-    findings = summarize(con, top=top)
+    if findings is None:
+        say("report: bottlenecks and drop-offs")
+        findings = summarize(con, top=top)
+    else:
+        findings = trim_findings(findings, top)
     return {
         "settings": settings,
         "level": level,
@@ -786,18 +793,20 @@ docs/metrics.md; query the warehouse for the rest (journeys sql).</footer>
 
 
 def write_report(con: duckdb.DuckDBPyConnection, path: Path, top: int = 5,
-                 progress: Callable[[str], None] | None = None) -> Path:
+                 progress: Callable[[str], None] | None = None, findings: dict | None = None) -> Path:
     """Write the standalone HTML report of the warehouse open on `con` (read only) to `path`
     (written to a temporary file beside it, then renamed); returns the path.
 
     `top`: how many bottlenecks and drop-offs each segment lists; `progress` is told each part
-    as it starts (on 100M events the journey map takes minutes)."""
+    as it starts (on 100M events the journey map takes minutes); `findings`: the result of
+    pipeline.report.summarize for `top` or more, when the caller has already computed it (as
+    `journeys report --html` has, for its printout): it is not computed again."""
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch_dir:
-        page = _page(_collect(con, top, Path(scratch_dir), progress or (lambda message: None)), top)
+        page = _page(_collect(con, top, Path(scratch_dir), progress or (lambda message: None), findings), top)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)

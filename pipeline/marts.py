@@ -190,8 +190,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] 
     `progress` is told each mart as it starts (on 100M events the marts take minutes)."""
     # every mart that needs an order says so (order by); the others may be written in any order,
     # which DuckDB does with far less memory on large tables (marts.bottleneck_journeys)
-    con.execute("set preserve_insertion_order = false")
-    try:
+    with warehouse.unordered_writes(con):
         for name in warehouse.MACROS:
             warehouse.run_sql_file(con, name)
         for i, name in enumerate(warehouse.MARTS, start=1):
@@ -203,8 +202,6 @@ def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] 
                 con.execute("drop table scratch.funnel_reach")
             else:
                 warehouse.run_sql_file(con, name)
-    finally:
-        con.execute("reset preserve_insertion_order")
     stats.add_p_values(con)
     for name in warehouse.VIEWS:
         warehouse.run_sql_file(con, name)

@@ -76,6 +76,16 @@ def summarize(con: duckdb.DuckDBPyConnection, top: int = 3) -> dict:
     }
 
 
+def trim_findings(summary: dict, top: int) -> dict:
+    """`summarize`'s result for a larger `top` cut down to `top`: the same as summarize(con, top)
+    (ranks are per segment, and the example journeys of a rank do not depend on `top`)."""
+    return {
+        **summary,
+        "bottlenecks": [b for b in summary["bottlenecks"] if b["rank"] <= top],
+        "drop_offs": [d for d in summary["drop_offs"] if d["rank"] <= top],
+    }
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

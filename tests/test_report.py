@@ -6,6 +6,7 @@ that number."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import duckdb
@@ -37,7 +38,7 @@ def sample(tmp_path_factory):
                     "from core.moves as m join core.customer_segments as s using (customer_id)").pl()
     journeys = con.sql("select j.journey_id, j.status, s.segment_key, s.segment_value "
                        "from core.journeys as j join core.customer_segments as s using (customer_id)").pl()
-    yield {"report": json.loads(report.stdout), "con": con, "moves": moves, "journeys": journeys}
+    yield {"report": json.loads(report.stdout), "con": con, "moves": moves, "journeys": journeys, "config": config}
     con.close()
 
 
@@ -151,3 +152,48 @@ def test_rank_one_bottleneck_journeys_are_exactly_its_journeys(sample, kind):
     else:
         expected = set(moves.filter((pl.col("from_node") == from_node) | (pl.col("to_node") == to_node))["journey_id"])
     assert ids == expected
+
+
+def test_report_with_html_prints_the_same_findings(sample, tmp_path):
+    """`journeys report --html` prints the same findings as without it, at --top, although it computes
+    them once at the HTML report's 5 per segment; the page lists the top 5 of marts.bottlenecks."""
+    con = sample["con"]
+    page = tmp_path / "page.html"
+    env = {"CI": "true", "PATH": str(JOURNEYS_BIN.parent)}
+    done = subprocess.run([str(JOURNEYS_BIN), "report", "--config", str(sample["config"]), "--json", "--top", str(TOP),
+                           "--html", str(page)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == sample["report"]
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                                page.read_text(encoding="utf-8"), re.S).group(1))
+    edges = {(s["segment_key"], s["segment_value"]): [b["rank"] for b in s["bottlenecks"]] for s in data["segments"]}
+    expected = {}
+    for key, value, rank in con.sql("select segment_key, segment_value, rank from marts.bottlenecks "
+                                    "where kind = 'edge' and rank <= 5 order by rank").fetchall():
+        expected.setdefault((key, value), []).append(rank)
+    assert edges == {k: v for k, v in expected.items() if k in edges} and max(map(len, edges.values())) > TOP
+
+
+@pytest.mark.parametrize("top", [1, 2, 3, 4])
+def test_trimmed_findings_equal_the_findings_at_that_top(sample, top):
+    """trim_findings(summarize(top=5), n) is summarize(top=n): the same items, ranks and example journeys."""
+    from pipeline.report import summarize, trim_findings
+
+    con = sample["con"]
+    assert trim_findings(summarize(con, top=5), top) == summarize(con, top=top)
+
+
+def test_write_report_does_not_compute_findings_it_is_given(sample, tmp_path, monkeypatch):
+    """write_report(findings=...) shows the findings it is given instead of computing them again."""
+    from pipeline import html_report
+    from pipeline.report import summarize
+
+    found = summarize(sample["con"], top=5)
+
+    def again(*args, **kwargs):
+        raise AssertionError("findings computed again")
+
+    monkeypatch.setattr(html_report, "summarize", again)
+    page = html_report.write_report(sample["con"], tmp_path / "r.html", top=5, findings=found).read_text(encoding="utf-8")
+    first = found["bottlenecks"][0]
+    assert first["journey_ids"][0] in page
