@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 CONFIG ?= data/sample/journeys.toml
 
-.PHONY: run test setup setup-test system-deps sample lock clean bench
+.PHONY: run test setup setup-test system-deps sample lock clean bench profile
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -48,6 +48,13 @@ SIZES ?= 1M,10M
 bench: $(UV)
 	$(UV) sync --frozen --inexact --extra bench --python $(PY)
 	$(VENV)/bin/python benchmarks/run.py --sizes $(SIZES)
+
+# where journeys build spends its time, phase by phase, on a size the benchmark has ingested:
+# make profile SIZE=10M (works on a copy of build/bench/<size>/warehouse, deleted after)
+SIZE ?= 10M
+profile: $(UV)
+	$(UV) sync --frozen --inexact --extra bench --python $(PY)
+	$(VENV)/bin/python benchmarks/profile_build.py --config build/bench/$(SIZE)/journeys.toml
 
 lock: $(UV)
 	$(UV) lock --python $(PY)

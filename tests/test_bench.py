@@ -80,15 +80,23 @@ def test_watchdog_kills_above_the_memory_cap_and_after_the_timeout(tmp_path, mon
     assert m.status == "error" and m.detail.startswith("exit 3")
 
 
-def test_harness_end_to_end_on_tiny_data(tmp_path):
-    """The real harness on 10k events: every tool runs, every peer's edges equal ours, and the
-    docs (JSON, Markdown with the reproduce command, chart) are written, and can be written
-    again from the JSON alone."""
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    """The real harness run once on 10k events: its data folder and its docs folder."""
     pytest.importorskip("pm4py")
     pytest.importorskip("matplotlib")
+    tmp_path = tmp_path_factory.mktemp("bench")
     docs = tmp_path / "docs"
     args = ["--sizes", "10k", "--data", str(tmp_path / "data"), "--docs", str(docs), "--timeout", "300"]
     assert bench.main(args) == 0
+    return tmp_path / "data", docs
+
+
+def test_harness_end_to_end_on_tiny_data(tiny_bench):
+    """The real harness on 10k events: every tool runs, every peer's edges equal ours, and the
+    docs (JSON, Markdown with the reproduce command, chart) are written, and can be written
+    again from the JSON alone."""
+    _, docs = tiny_bench
     data = json.loads((docs / "benchmarks.json").read_text())
     by_tool = {r["tool"]: r for r in data["results"]}
     assert list(by_tool) == [bench.GENERATE, bench.INGEST, bench.BUILD, *bench.PEER_SCRIPTS, bench.FLOOR]
@@ -103,3 +111,36 @@ def test_harness_end_to_end_on_tiny_data(tmp_path):
     (docs / "benchmarks.md").unlink()
     assert bench.main(["--render-only", "--docs", str(docs)]) == 0
     assert "| journeys build |" in (docs / "benchmarks.md").read_text()
+
+
+def test_build_profile_accounts_for_the_build_and_leaves_the_warehouse_alone(tiny_bench, tmp_path):
+    """benchmarks/profile_build.py, run for real on the harness's 10k-event warehouse: it builds every
+    event, its phases (exclusive times) add up to its total, the Polars build, the core appends and
+    the marts each have a row, and the warehouse it profiled is byte for byte as before, with no
+    copy left beside it."""
+    import hashlib
+    import subprocess
+
+    import duckdb
+
+    data, _ = tiny_bench
+    config = data / "10k" / "journeys.toml"
+    folder = data / "10k" / "warehouse"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    out = tmp_path / "profile.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_build.py"), "--config", str(config),
+                           "--buckets", "3", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    assert after == before
+    result = json.loads(out.read_text())
+    with duckdb.connect(str(folder / "journeys.duckdb"), read_only=True) as con:
+        events = con.execute("select count(*) from staging.events").fetchall()[0][0]
+    assert result["steps"] == events > 9000 and result["buckets"] == 3
+    phases = {r["phase"]: r for r in result["phases"]}
+    assert phases["sessionize + label the buckets (Polars, build_journeys)"]["calls"] == 3
+    assert phases["append the buckets to the five core tables (DuckDB)"]["calls"] == 3
+    assert {"marts: transitions", "marts: stage_stats", "flow-law checks", "run summary"} <= set(phases)
+    accounted = sum(r["seconds"] for r in result["phases"])
+    assert 0.9 * result["total_seconds"] <= accounted <= result["total_seconds"] + 0.05
+    assert "| phase | calls | wall s | CPU s | share |" in done.stdout
