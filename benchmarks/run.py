@@ -400,6 +400,10 @@ def machine() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+    # the version of the checkout the run measures (an editable install's metadata can be stale)
+    found = re.search(r'^__version__ = "([^"]+)"', (ROOT / "pipeline" / "__init__.py").read_text(), re.M)
+    if found:
+        versions["journeys"] = found.group(1)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
@@ -610,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     data_root = Path(args.data)
     started = datetime.now(timezone.utc)
+    host = machine()  # before the run: the commit it measures, should the checkout move meanwhile
     results: list[Measurement] = []
     for events in sizes:
         results += run_size(events, data_root, args.seed, int(args.cap_gib * GIB), args.timeout, spark=args.spark)
@@ -630,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         "cap_gib": args.cap_gib,
         "timeout_seconds": args.timeout,
         "timer": f"{TIME} -v" if Path(TIME).exists() else "os.wait4 rusage (no /usr/bin/time)",
-        "machine": machine(),
+        "machine": host,
         "results": [asdict(m) for m in results],
     }
     write_docs(data, docs)

@@ -144,3 +144,18 @@ def test_build_profile_accounts_for_the_build_and_leaves_the_warehouse_alone(tin
     accounted = sum(r["seconds"] for r in result["phases"])
     assert 0.9 * result["total_seconds"] <= accounted <= result["total_seconds"] + 0.05
     assert "| phase | calls | wall s | CPU s | share |" in done.stdout
+
+
+def test_machine_names_the_checkout_it_measures():
+    """The journeys version is the checkout's (pipeline.__version__, not an editable install's possibly
+    stale metadata) and the commit is the checkout's HEAD."""
+    import subprocess
+
+    import pipeline
+
+    host = bench.machine()
+    assert host["versions"]["journeys"] == pipeline.__version__
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert head.stdout.strip().startswith(host["commit"].removesuffix("-dirty"))
