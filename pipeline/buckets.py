@@ -27,7 +27,27 @@ from pipeline import schema, warehouse
 # Arrow copies for DuckDB. Measured 1,470-1,560 bytes on 1M- and 2M-event buckets of a
 # generated log (peak RSS over the baseline); rounded up for headroom.
 BYTES_PER_EVENT = 1600
-MIN_BUCKET_EVENTS = 200_000  # below this a bucket's fixed costs dominate
+# On a small budget the process's own memory counts: Python with polars, duckdb and pyarrow
+# loaded and a DuckDB connection open take about 150-200 MB before any data, and a build then
+# needs about 2,340 bytes more per event of its largest bucket (peak RSS of whole 10M-event
+# builds at 400MiB-1GiB budgets, with DuckDB held to its share during the buckets). So a
+# bucket is also kept to what is left of HEADROOM of the budget after DuckDB's share during
+# the buckets and PROCESS_BYTES, at MARGINAL_BYTES_PER_EVENT. From about 3.4 GiB up (so at the
+# default 4 GiB) the BYTES_PER_EVENT rule is the smaller one and decides alone.
+PROCESS_BYTES = 200 << 20
+MARGINAL_BYTES_PER_EVENT = 2450
+HEADROOM = 0.92
+MIN_BUCKET_EVENTS = 10_000  # below this a bucket's fixed costs dominate
+
+
+def events_per_bucket(budget: int) -> int:
+    """The most events one bucket may hold within a memory budget of `budget` bytes (the whole
+    command's): the build's share of it at BYTES_PER_EVENT, and no more than fits beside the
+    process itself and DuckDB on a small budget; at least MIN_BUCKET_EVENTS."""
+    by_share = int(budget * warehouse.BUILD_SHARE) // BYTES_PER_EVENT
+    room = int(budget * (HEADROOM - warehouse.DUCKDB_SHARE_DURING_BUCKETS)) - PROCESS_BYTES
+    return max(MIN_BUCKET_EVENTS, min(by_share, room // MARGINAL_BYTES_PER_EVENT))
+
 
 def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     """The connection's DuckDB memory_limit in bytes."""
@@ -36,15 +56,14 @@ def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
 
 def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, budget: int | None = None,
                  known_only: bool = False) -> int:
-    """How many buckets keep one bucket's build within `budget` bytes (default: the build's
-    share of the run's memory budget, warehouse.BUILD_SHARE; DuckDB's memory_limit is
-    warehouse.DUCKDB_SHARE of it): at least 1."""
+    """How many buckets keep one bucket's build within the memory budget of `budget` bytes
+    (default: the run's, found from the connection's DuckDB memory_limit, warehouse.budget_of),
+    each bucket at most events_per_bucket(budget): at least 1."""
     from pipeline import marts
 
     events = con.execute(f"select count(*) from ({marts.events_sql(only_affected, known_only)})").fetchall()[0][0]
-    budget = budget or int(duckdb_memory_limit(con) * warehouse.BUILD_SHARE / warehouse.DUCKDB_SHARE)
-    per_bucket = max(MIN_BUCKET_EVENTS, budget // BYTES_PER_EVENT)
-    return max(1, math.ceil(events / per_bucket))
+    budget = budget or warehouse.budget_of(duckdb_memory_limit(con))
+    return max(1, math.ceil(events / events_per_bucket(budget)))
 
 
 def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False, known_only: bool = False) -> pl.DataFrame:

@@ -23,6 +23,16 @@ DUCKDB_SHARE = 0.5
 # the budget then, so its cached blocks and a bucket's Polars build together stay within it
 DUCKDB_SHARE_DURING_BUCKETS = 0.25
 BUILD_SHARE = 0.4
+# the least budget a command keeps to: its own process (Python, polars, duckdb, pyarrow and a
+# connection) takes about 200 MB before any data (pipeline.buckets.PROCESS_BYTES), and DuckDB
+# needs about 300 MiB beside that for the bucket split's partitioned write (at a 512MiB budget,
+# with 112 MiB, it ran out of memory); a 10M-event build at 700MiB peaked at 648 MiB
+MIN_MEMORY_LIMIT = 700 << 20
+# what the process holds beside DuckDB's memory_limit while DuckDB works (the process itself,
+# DuckDB's allocations outside its buffer pool, the Python side): measured up to 362 MiB in the
+# marts of a 10M-event build at a 700MiB budget. On a budget under 800MiB DuckDB gets what is
+# left after it, not DUCKDB_SHARE (duckdb_limit)
+OUTSIDE_DUCKDB = 400 << 20
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
 
 DDL = (
@@ -90,9 +100,13 @@ def default_memory_limit() -> str:
 
 
 def memory_limit_problem(value: str) -> str | None:
-    """Why `value` is not a memory size DuckDB takes (e.g. 4GiB, 2.5GB, 800MB), or None."""
+    """Why `value` is not a memory budget journeys takes (a size such as 4GiB, 2.5GB, 800MB, of
+    at least MIN_MEMORY_LIMIT), or None."""
     if not isinstance(value, str) or not _SIZE.fullmatch(value):
         return f"{value!r} is not a memory size"
+    if parse_size(value) < MIN_MEMORY_LIMIT:
+        return (f"{value!r} is below 700MiB, the least budget journeys keeps to (its own process takes "
+                "about 200 MB before any data, and DuckDB about 300 MiB beside it)")
     return None
 
 
@@ -108,16 +122,30 @@ def parse_size(value: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def duckdb_limit(budget: int) -> int:
+    """DuckDB's memory_limit in bytes for a budget of `budget` bytes: DUCKDB_SHARE of it, but no
+    more than leaves OUTSIDE_DUCKDB beside it (on a budget under 800MiB), and at least 64 MiB."""
+    return max(64 << 20, min(int(budget * DUCKDB_SHARE), budget - OUTSIDE_DUCKDB))
+
+
+def budget_of(duckdb_memory_limit: int) -> int:
+    """The budget whose duckdb_limit is `duckdb_memory_limit` (bytes): its inverse, for code that
+    has only the connection."""
+    if duckdb_memory_limit >= int(OUTSIDE_DUCKDB * DUCKDB_SHARE / (1 - DUCKDB_SHARE)):
+        return int(duckdb_memory_limit / DUCKDB_SHARE)
+    return duckdb_memory_limit + OUTSIDE_DUCKDB
+
+
 def connect(path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; creates it (with every schema and staging/meta table) when writable.
 
     `memory_limit` (default: default_memory_limit()) is the run's budget: DuckDB keeps
-    within DUCKDB_SHARE of it by spilling to its temp directory, `<warehouse>.tmp` beside the
-    warehouse file."""
+    within duckdb_limit of it (DUCKDB_SHARE, less on a small budget) by spilling to its temp
+    directory, `<warehouse>.tmp` beside the warehouse file."""
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
     budget = parse_size(memory_limit or default_memory_limit())
-    con.execute("set memory_limit = ?", [f"{int(budget * DUCKDB_SHARE) >> 20}MiB"])
+    con.execute("set memory_limit = ?", [f"{duckdb_limit(budget) >> 20}MiB"])
     if not read_only:
         for name in DDL:
             run_sql_file(con, name)

@@ -111,9 +111,13 @@ def test_bucket_count_follows_events_and_budget():
         "insert into staging.events (event_id, customer_id, ts, channel, event_type, source) "
         "select 'e' || i, 'c' || (i % 1000), timestamptz '2026-01-01' + to_seconds(i), 'web', 'view', 's' "
         "from range(?) t(i)", [n_events])
+    # budgets of 4GiB and more: a bucket is 40% of the budget at 1,600 bytes an event
     per_event = buckets.BYTES_PER_EVENT
-    assert buckets.bucket_count(con, budget=n_events * per_event * 2) == 1
-    assert buckets.bucket_count(con, budget=n_events * per_event // 4) == 4
+    assert buckets.bucket_count(con, budget=n_events * per_event * 5) == 1
+    big = buckets.bucket_count(con, budget=4 << 30)
+    assert big == 1 and buckets.events_per_bucket(4 << 30) == (4 << 30) * 2 // 5 // per_event
+    # a small budget: smaller buckets, so more of them
+    assert buckets.bucket_count(con, budget=512 << 20) == -(-n_events // buckets.events_per_bucket(512 << 20)) == 17
     # never a bucket smaller than MIN_BUCKET_EVENTS, however small the budget
     assert buckets.bucket_count(con, budget=1) == n_events // buckets.MIN_BUCKET_EVENTS
 

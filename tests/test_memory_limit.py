@@ -30,12 +30,13 @@ def test_default_limit_is_at_most_4_gib_and_duckdb_gets_half(tmp_path):
 
 
 def test_buckets_are_sized_to_the_builds_share_of_the_budget(tmp_path):
-    """With a 1000MiB budget, DuckDB gets 500MiB and a bucket 40% of 1000MiB, in events."""
+    """With a 4GiB budget, DuckDB gets 2GiB and a bucket 40% of 4GiB at 1,600 bytes an event."""
     from pipeline import buckets
 
-    con = pipeline.warehouse.connect(tmp_path / "w.duckdb", memory_limit="1000MiB")
-    assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size("500MiB")
-    per_bucket = int(1000 * 2**20 * 0.4) // buckets.BYTES_PER_EVENT
+    con = pipeline.warehouse.connect(tmp_path / "w.duckdb", memory_limit="4GiB")
+    assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == duckdb_size("2GiB")
+    per_bucket = int(4 * 2**30 * 0.4) // 1600
+    assert buckets.events_per_bucket(4 << 30) == per_bucket
     con.execute("insert into staging.events (event_id, customer_id, ts, channel, event_type, source) "
                 "select 'e' || i, 'c' || i, timestamptz '2026-01-01', 'web', 'view', 's' from range(?) t(i)",
                 [per_bucket * 3 + 1])
@@ -78,6 +79,9 @@ def test_config_engine_memory_limit_is_read_and_checked(tmp_path):
     cfg.write_text(text + '\n[engine]\nmemory_limit = "plenty"\n')
     with pytest.raises(ConfigError, match="engine.memory_limit"):
         pipeline.config.load_config(cfg)
+    cfg.write_text(text + '\n[engine]\nmemory_limit = "512MiB"\n')
+    with pytest.raises(ConfigError, match="engine.memory_limit.*below 700MiB"):
+        pipeline.config.load_config(cfg)
 
 
 @pytest.mark.parametrize("command", ["run", "ingest", "build", "report"])
@@ -87,6 +91,18 @@ def test_memory_limit_option_is_checked(tmp_path, command):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "'plenty' is not a memory size; write e.g. 4GiB" in proc.stderr
+
+
+@pytest.mark.parametrize("size, problem", [("699MiB", True), ("0.6GiB", True), ("734MB", True), ("700MiB", False),
+                                           ("735MB", False)])
+def test_a_budget_below_700mib_is_refused_with_the_reason(tmp_path, size, problem):
+    """Below 700MiB journeys cannot keep to a budget (its process alone takes about 200 MB, DuckDB needs
+    about 300 MiB beside it): such a --memory-limit is a usage error (exit 2) that says so; 700MiB
+    (734,003,200 bytes, so 735MB) and up pass the check (and fail later: there is no config)."""
+    proc = subprocess.run([str(JOURNEYS_BIN), "build", "--memory-limit", size, "-c", str(tmp_path / "x.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert (f"'{size}' is below 700MiB, the least budget journeys keeps to" in proc.stderr) == problem, proc.stderr
 
 
 def test_memory_limit_option_reaches_the_warehouse(tmp_path, monkeypatch):
@@ -128,3 +144,29 @@ def test_report_reads_the_warehouse_read_only_within_the_budget(tmp_path, monkey
     assert seen == [(True, "700MiB")]
     assert hashlib.sha256(built.read_bytes()).hexdigest() == before
     assert [p.name for p in out.iterdir()] == ["r.html"]
+
+
+@pytest.mark.parametrize("mib", [512, 700, 1024, 2048])
+def test_on_a_small_budget_a_bucket_leaves_room_for_the_process_and_duckdb(mib):
+    """Below about 3.4 GiB a bucket holds at most what fits in 92% of the budget beside the process
+    (200 MiB) and DuckDB's quarter, at 2,450 bytes an event; hand-computed: 512MiB -> 61,219 events,
+    and never more than the 40% rule."""
+    from pipeline import buckets
+
+    budget = mib << 20
+    room = int(budget * (0.92 - 0.25)) - (200 << 20)
+    assert buckets.events_per_bucket(budget) == room // 2450 < int(budget * 0.4) // 1600
+    assert buckets.events_per_bucket(512 << 20) == 61_219
+
+
+@pytest.mark.parametrize("mib, duckdb_mib", [(512, 112), (700, 300), (800, 400), (1000, 500), (4096, 2048)])
+def test_duckdb_gets_half_the_budget_and_on_a_small_one_what_the_process_leaves(tmp_path, mib, duckdb_mib):
+    """DuckDB's limit is half the budget, but under 800MiB the budget less 400MiB (what the process holds
+    beside DuckDB: up to 362 MiB measured at 700MiB); budget_of finds the budget back from the limit."""
+    con = pipeline.warehouse.connect(tmp_path / "w.duckdb", memory_limit=f"{mib}MiB")
+    limit = con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+    assert limit == duckdb_size(f"{duckdb_mib}MiB")
+    from pipeline import buckets
+
+    assert pipeline.warehouse.budget_of(buckets.duckdb_memory_limit(con)) == mib << 20
+    con.close()
