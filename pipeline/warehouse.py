@@ -105,8 +105,8 @@ def memory_limit_problem(value: str) -> str | None:
     if not isinstance(value, str) or not _SIZE.fullmatch(value):
         return f"{value!r} is not a memory size"
     if parse_size(value) < MIN_MEMORY_LIMIT:
-        return (f"{value!r} is below 700MiB, the least budget journeys keeps to (its own process takes "
-                "about 200 MB before any data, and DuckDB about 300 MiB beside it)")
+        return (f"{value!r} is below {MIN_MEMORY_LIMIT >> 20}MiB, the least budget journeys keeps to "
+                "(its own process takes about 200 MB before any data, and DuckDB about 300 MiB beside it)")
     return None
 
 
