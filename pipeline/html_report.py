@@ -27,9 +27,11 @@ badly). The numbers a browser test compares with the warehouse are also in
 
 from __future__ import annotations
 
+import glob
 import html
 import json
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +42,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from pipeline import warehouse
+from pipeline import lock, warehouse
 from pipeline.report import duration, summarize, trim_findings
 
 START = "START"
@@ -805,9 +807,27 @@ def write_report(con: duckdb.DuckDBPyConnection, path: Path, top: int = 5,
         raise ValueError(f"top must be at least 1, got {top}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch_dir:
+    clear_dead_scratch(path)
+    # scratch and the page's temporary file are named for this process: a killed report's are
+    # removed by the next (clear_dead_scratch), a live one's are left alone
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent) as scratch_dir:
         page = _page(_collect(con, top, Path(scratch_dir), progress or (lambda message: None), findings), top)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def clear_dead_scratch(path: Path) -> None:
+    """Remove the scratch folders and temporary pages that reports of `path` killed before
+    they finished left beside it (`.<name>.<pid>.*`, the pid's process gone)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        pid = leftover.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not lock.pid_alive(int(pid)):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)

@@ -24,7 +24,8 @@ class RunLocked(RuntimeError):
     """Another live run holds the lock."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def run_lock(folder: Path, run_id: str, command: str) -> Iterator[Path]:
         except FileExistsError:
             holder = _holder(path)
             same_host = holder.get("host") == me["host"]
-            if holder and same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+            if holder and same_host and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
                 log.warning("cleared a stale lock of run %s (pid %s is gone)", holder.get("run_id"), holder.get("pid"))
                 path.unlink(missing_ok=True)
                 continue

@@ -251,7 +251,10 @@ def _symlink(target: Path | str, link: Path) -> None:
 
 
 def _clear_leftovers(config: Config) -> None:
-    """Remove version folders other than the published one (killed or superseded runs)."""
+    """Remove what killed or superseded runs and steps left: version folders other than the
+    published one, and beside the (published) warehouse and export the scratch of a killed
+    `journeys build` (its copy of the warehouse, as large as the warehouse, and its bucket
+    files) or `journeys export`. Called under the run lock, so no live run or step owns them."""
     versions = versions_dir(config)
     current = (versions / CURRENT).resolve() if (versions / CURRENT).is_symlink() else None
     for leftover in versions.glob("*"):
@@ -259,6 +262,12 @@ def _clear_leftovers(config: Config) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
     for legacy in config.warehouse.parent.glob(".run-*"):  # temp folders of older releases
         shutil.rmtree(legacy, ignore_errors=True)
+    db = config.warehouse.resolve()  # inside the published version when there is one
+    for copy in db.parent.glob(f".{db.name}.build-*"):  # _build_on_copy's copy and its .wal
+        copy.unlink(missing_ok=True)
+    export = config.export_dir.resolve()
+    for scratch in [*db.parent.glob(".buckets-*"), *export.parent.glob(".export-*")]:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _publish(version: Path, config: Config) -> None:
@@ -455,6 +464,7 @@ def run_step(config: Config, step: str, as_of: datetime | None = None, progress:
 def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None, progress: Progress | None,
                  buckets: int | None = None, engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
+    _clear_leftovers(config)
     if step == "build" and config.warehouse.exists():
         return _build_on_copy(config, run_id, started, as_of, progress, buckets, engine)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
