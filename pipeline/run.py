@@ -6,7 +6,9 @@ flow-law check) has succeeded swaps them into place. A failed or killed run
 leaves the previous outputs whole; its leftovers are removed by the next run.
 
 The single-step functions (`ingest_step`, `build_step`, `export_step`) work on
-an open warehouse, each inside one transaction, for the step sub-commands.
+an open warehouse; `run_step` runs one of them for a step sub-command, all or
+nothing: ingest and build on a copy of the warehouse file swapped in when they
+succeed, export in one transaction into a new folder.
 """
 
 from __future__ import annotations
@@ -263,8 +265,9 @@ def _clear_leftovers(config: Config) -> None:
     for legacy in config.warehouse.parent.glob(".run-*"):  # temp folders of older releases
         shutil.rmtree(legacy, ignore_errors=True)
     db = config.warehouse.resolve()  # inside the published version when there is one
-    for copy in db.parent.glob(f".{db.name}.build-*"):  # _build_on_copy's copy and its .wal
-        copy.unlink(missing_ok=True)
+    for step in ("build", "ingest"):
+        for copy in db.parent.glob(f".{db.name}.{step}-*"):  # _step_on_copy's copy and its .wal
+            copy.unlink(missing_ok=True)
     export = config.export_dir.resolve()
     for scratch in [*db.parent.glob(".buckets-*"), *export.parent.glob(".export-*")]:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -408,29 +411,46 @@ def _reconnect(con: duckdb.DuckDBPyConnection, path: Path, config: Config) -> du
 
 def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: datetime | None,
                    progress: Progress | None, buckets: int | None, engine: str | None = None) -> RunResult:
-    """`journeys build` on a copy of the warehouse file, swapped in by one atomic rename when
-    the build (and its law checks) succeeded: a failed build leaves the warehouse as it was.
-    Not one transaction, because DuckDB holds a transaction's new tables in memory, and the
-    core tables of a large log do not fit; on a copy each bucket is committed and the build
-    stays within the memory budget."""
+    """`journeys build` on a copy of the warehouse file (_step_on_copy)."""
+    def work(con: duckdb.DuckDBPyConnection, counts: dict) -> None:
+        counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
+
+    return _step_on_copy(config, "build", run_id, started, work)
+
+
+def _step_on_copy(config: Config, step: str, run_id: str, started: datetime,
+                  work: Callable[[duckdb.DuckDBPyConnection, dict], None]) -> RunResult:
+    """`journeys build` or `ingest` on a copy of the warehouse file (a new file when there is
+    none yet), swapped in by one atomic rename when the step succeeded: a failed or killed step
+    leaves the warehouse as it was (the next step removes the copy: _clear_leftovers).
+
+    Not one transaction: DuckDB holds a transaction's new tables in memory and cannot free the
+    scratch tables it drops until the commit, so the core tables of a large log did not fit,
+    and an ingest of 10M events at a 700MiB budget spilled 5 GB of temp files for a 0.4 GB
+    warehouse (at 100M, the disk filled). On a copy each statement commits and is freed."""
     final = config.warehouse.resolve()  # the file itself, also when the path is a published symlink
-    tmp = final.with_name(f".{final.name}.build-{run_id}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{step}-{run_id}")
     counts: dict = {}
     try:
-        shutil.copy2(final, tmp)
+        if final.exists():
+            shutil.copy2(final, tmp)
         con = warehouse.connect(tmp, memory_limit=config.memory_limit)
         try:
-            _record_start(con, run_id, "build", config, started)
-            counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
+            _record_start(con, run_id, step, config, started)
+            work(con, counts)
             _record_end(con, run_id, "succeeded", counts)
-            summary = summarize(con)
+            summary = summarize(con) if step == "build" else {}
             con.execute("checkpoint")
         finally:
             con.close()
+        if step == "ingest" and config.pseudonymize:
+            privacy.rewrite_warehouse(tmp)  # no raw id left in freed pages of the file
         os.replace(tmp, final)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        _record_failure(final, run_id, config, started, counts, e, command="build")
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+        _record_failure(final, run_id, config, started, counts, e, command=step)
         raise
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
 
@@ -453,7 +473,8 @@ def _record_failure(final_db: Path, run_id: str, config: Config, started: dateti
 
 def run_step(config: Config, step: str, as_of: datetime | None = None, progress: Progress | None = None,
              buckets: int | None = None, engine: str | None = None) -> RunResult:
-    """One step (ingest, build or export) on the published warehouse, in one transaction."""
+    """One step (ingest, build or export) on the published warehouse: ingest and build on a copy
+    swapped in when they succeeded (_step_on_copy), export in one transaction."""
     if step == "ingest":
         ingest.validate_inputs(config)
     run_id = new_run_id()
@@ -467,6 +488,11 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
     _clear_leftovers(config)
     if step == "build" and config.warehouse.exists():
         return _build_on_copy(config, run_id, started, as_of, progress, buckets, engine)
+    if step == "ingest":
+        def work(con: duckdb.DuckDBPyConnection, counts: dict) -> None:
+            counts["ingest"] = ingest_step(con, config, run_id, progress)
+
+        return _step_on_copy(config, "ingest", run_id, started, work)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse, memory_limit=config.memory_limit)
     counts: dict = {}
@@ -474,9 +500,7 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
         _record_start(con, run_id, step, config, started)
         con.execute("begin transaction")
         try:
-            if step == "ingest":
-                counts["ingest"] = ingest_step(con, config, run_id, progress)
-            elif step == "build":
+            if step == "build":
                 counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
             elif step == "export":
                 final = config.export_dir.resolve()  # inside the published version when there is one
@@ -499,6 +523,4 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
         summary = summarize(con) if step == "build" else {}
     finally:
         con.close()
-    if step == "ingest" and config.pseudonymize:
-        privacy.rewrite_warehouse(config.warehouse)  # no raw id left in freed pages of the file
     return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
