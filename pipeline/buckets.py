@@ -38,6 +38,13 @@ PROCESS_BYTES = 200 << 20
 MARGINAL_BYTES_PER_EVENT = 2450
 HEADROOM = 0.92
 MIN_BUCKET_EVENTS = 10_000  # below this a bucket's fixed costs dominate
+# DuckDB's partitioned write of the bucket files holds more than its memory_limit allows when
+# one write takes too many events into small buckets: at a 700MiB budget (DuckDB 300 MiB) the
+# 869 buckets of 100M events ran out of memory in one write, and so did 400 of them (46M
+# events), while 200 (23M events) held. So one write takes at most this many events per MiB
+# of DuckDB's limit (15M at 300 MiB; at the default 4GiB budget, 102M events in one write,
+# as the 100M benchmark has always done), and a larger split makes several passes.
+SPLIT_ROWS_PER_MIB = 50_000
 
 
 def events_per_bucket(budget: int) -> int:
@@ -74,19 +81,34 @@ def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False, kno
     return con.sql(marts.events_sql(only_affected, known_only)).pl()
 
 
+def split_passes(events: int, duckdb_limit: int) -> int:
+    """How many partitioned writes split_buckets makes: each takes at most SPLIT_ROWS_PER_MIB
+    events per MiB of DuckDB's memory_limit (`duckdb_limit`, bytes)."""
+    return max(1, math.ceil(events / (SPLIT_ROWS_PER_MIB * max(duckdb_limit >> 20, 1))))
+
+
 def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False,
-                  known_only: bool = False) -> None:
-    """Write the build's events to `folder`/bucket=<b>/*.parquet, one folder per bucket, in one
-    pass over staging.events (DuckDB's partitioned write, within its memory limit), so each
-    bucket is then read alone: the cost stays linear in the events however many buckets."""
+                  known_only: bool = False) -> int:
+    """Write the build's events to `folder`/bucket=<b>/*.parquet, one folder per bucket (DuckDB's
+    partitioned write, within its memory limit), so each bucket is then read alone: the cost
+    stays linear in the events however many buckets. One pass over staging.events, or on a
+    small budget several (split_passes), each writing a range of the buckets. Returns the
+    number of passes."""
     from pipeline import marts
 
     query = marts.events_sql(only_affected, known_only)
+    events = con.execute(f"select count(*) from ({query})").fetchall()[0][0]
+    passes = min(buckets, split_passes(events, duckdb_memory_limit(con)))
+    per_pass = math.ceil(buckets / passes)
     target = str(folder).replace("'", "''")  # COPY takes no bound file name; the path is ours
-    con.execute(
-        f"copy (select *, hash(customer_id) % {int(buckets)} as bucket from ({query})) "
-        f"to '{target}' (format parquet, partition_by (bucket), compression zstd)"
-    )
+    for first in range(0, buckets, per_pass):
+        # each pass writes its own bucket folders: append only adds files beside the others
+        con.execute(
+            f"copy (select * from (select *, hash(customer_id) % {int(buckets)} as bucket from ({query})) "
+            f"where bucket >= {int(first)} and bucket < {int(first + per_pass)}) "
+            f"to '{target}' (format parquet, partition_by (bucket), compression zstd, append)"
+        )
+    return passes
 
 
 def read_split_bucket(folder: Path, bucket: int) -> pl.DataFrame:

@@ -188,3 +188,36 @@ def test_a_full_rebuild_reuses_the_space_of_the_core_it_replaces(tmp_path):
     con.close()
     assert first > 30_000_000
     assert path.stat().st_size < 1.2 * first
+
+
+def test_split_passes_by_events_and_duckdb_limit():
+    """Hand-computed: 50,000 events per MiB of DuckDB's limit in one partitioned write."""
+    assert buckets.SPLIT_ROWS_PER_MIB == 50_000
+    assert buckets.split_passes(100_000_000, 300 << 20) == 7  # 100M / 15M, the 700MiB budget at 100M
+    assert buckets.split_passes(15_000_000, 300 << 20) == 1
+    assert buckets.split_passes(15_000_001, 300 << 20) == 2
+    assert buckets.split_passes(100_000_000, 2048 << 20) == 1  # the default budget, as before
+    assert buckets.split_passes(0, 300 << 20) == 1
+
+
+@pytest.mark.parametrize("rows_per_mib, n", [(1, 7), (1, 2), (10**9, 7)])
+def test_a_split_in_several_passes_puts_every_event_in_its_bucket_once(tmp_path, monkeypatch, rows_per_mib, n):
+    """However many passes the split makes, bucket b holds exactly the events whose customer
+    hashes to b (computed here by DuckDB directly from staging.events), each once."""
+    n_events = 3000
+    con = warehouse.connect(":memory:")
+    con.execute("set memory_limit = '64MiB'")
+    con.execute(
+        "insert into staging.events (event_id, customer_id, ts, channel, event_type, source, source_file, source_row) "
+        "select 'e' || i, 'c' || (i % 211), timestamptz '2026-01-01' + to_seconds(i), 'web', 'view', 's', 'f', i "
+        "from range(?) t(i)", [n_events])
+    monkeypatch.setattr(buckets, "SPLIT_ROWS_PER_MIB", rows_per_mib)
+    passes = buckets.split_buckets(con, tmp_path / "events", n)
+    # 64 MiB of DuckDB at 1 event per MiB: 3000 / 64 -> 47 passes, at most one per bucket
+    assert passes == (min(n, 47) if rows_per_mib == 1 else 1)
+    expected = dict(con.execute(
+        "select hash(customer_id) % ? as b, list(event_id order by event_id) from staging.events group by b", [n]).fetchall())
+    for b in range(n):
+        got = buckets.read_split_bucket(tmp_path / "events", b)["event_id"].sort().to_list()
+        assert got == expected.get(b, [])
+    assert sum(len(v) for v in expected.values()) == n_events
