@@ -6,27 +6,18 @@
 --       all transitions out (self-loop included) = visits + repeats - exits.
 -- Grain: level, segment_key, segment_value, node. Contract: sql/marts/stage_stats.md
 --
--- Memory and time: the distinct journeys, visits and repeats are counted in one pass over
--- core.visits, grouping first per journey and per customer (hash aggregates spill to disk),
--- and the dwell quantiles by exact_quantiles (sql/marts/quantiles.sql), so each pass stays
--- within DuckDB's memory limit.
+-- Memory: the distinct journeys are counted in a pass of their own, grouping first per
+-- customer (hash aggregates spill to disk), and the dwell quantiles by exact_quantiles
+-- (sql/marts/quantiles.sql), so each pass stays within DuckDB's memory limit.
 create schema if not exists scratch;
 
--- journeys, visits and repeats per customer and node, grouped per journey first, before any
--- join: the join to the segments then has a row per customer and node, not one per visit
-create or replace table scratch.node_customers as  -- a table in the file (a temp table stays in memory)
-select customer_id, node, count(*) as journeys, cast(sum(visits) as bigint) as visits,
-       cast(sum(repeats) as bigint) as repeats
-from (
-    select customer_id, journey_id, node, count(*) as visits, sum(repeats) as repeats
-    from core.visits
-    group by all
-)
+create or replace table scratch.node_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and node, before any join
+select customer_id, node, count(*) as journeys
+from (select customer_id, journey_id, node from core.visits group by all)
 group by all;
 
 create or replace temp table _node_reach as
-select s.segment_key, s.segment_value, c.node, cast(sum(c.journeys) as bigint) as journeys,
-       cast(sum(c.visits) as bigint) as visits, cast(sum(c.repeats) as bigint) as repeats
+select s.segment_key, s.segment_value, c.node, cast(sum(c.journeys) as bigint) as journeys
 from scratch.node_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
@@ -57,26 +48,41 @@ from exact_quantiles('_node_dwells');
 drop view _node_dwells;
 
 create or replace table marts.stage_stats as
-with settings as (
+with segments as (
+    select customer_id, segment_key, segment_value from core.customer_segments
+),
+settings as (
     select value as level from meta.settings where key = 'level'
+),
+nodes as (
+    select
+        s.segment_key,
+        s.segment_value,
+        v.node,
+        count(*) as visits,
+        cast(sum(v.repeats) as bigint) as repeats
+    from core.visits as v
+    join segments as s using (customer_id)
+    group by all
 )
 select
     (select level from settings) as level,
-    r.segment_key,
-    r.segment_value,
-    r.node,
+    n.segment_key,
+    n.segment_value,
+    n.node,
     r.journeys,
-    r.visits,
+    n.visits,
     coalesce(x.exits, 0) as exits,
     coalesce(x.drop_offs, 0) as drop_offs,
     coalesce(x.drop_offs, 0) / r.journeys as drop_off_rate,
     q.p50 as dwell_p50_seconds,
     q.p90 as dwell_p90_seconds,
-    r.repeats
-from _node_reach as r
+    n.repeats
+from nodes as n
+join _node_reach as r using (segment_key, segment_value, node)
 left join _node_exits as x using (segment_key, segment_value, node)
 left join _node_dwell_quantiles as q using (segment_key, segment_value, node)
-order by r.segment_key, r.segment_value, r.node;
+order by n.segment_key, n.segment_value, n.node;
 
 drop table _node_reach;
 drop table _node_exits;

@@ -1,33 +1,20 @@
 -- marts.transitions: one row per level, segment and edge of the transition graph.
 -- Grain: level, segment_key, segment_value, from_node, to_node. Contract: sql/marts/transitions.md
 --
--- Memory and time: each pass over core.moves stays within DuckDB's memory limit at 100M+
--- events. The counts, distinct counts and mean wait take one pass, grouping first per journey
--- and per customer (hash aggregates spill to disk), so the join to the segments has a row per
--- customer and edge, not one per move; the quantiles take two (exact_quantiles,
--- sql/marts/quantiles.sql).
+-- Memory: the distinct counts (journeys, customers), the quantiles and the rest are computed
+-- in separate passes, so each stays within DuckDB's memory limit at 100M+ events: the
+-- distinct counts by grouping first per customer (hash aggregates spill to disk), the
+-- quantiles by exact_quantiles (sql/marts/quantiles.sql), the rest in one grouping.
 create schema if not exists scratch;
 
--- one pass over core.moves, grouped per journey then per customer (hash aggregates spill to
--- disk): for each customer and edge, its journeys, its moves and their waits' sum in whole
--- microseconds (an exact integer sum, so reruns agree to the last bit) and count
-create or replace table scratch.edge_customers as  -- a table in the file (a temp table stays in memory)
-select customer_id, from_node, to_node, count(*) as journeys, cast(sum(moves) as bigint) as transitions,
-       sum(wait_us) as wait_us, cast(sum(waits) as bigint) as waits
-from (
-    select customer_id, journey_id, from_node, to_node, count(*) as moves,
-           sum(cast(round(wait_seconds * 1e6) as bigint)) as wait_us, count(wait_seconds) as waits
-    from core.moves
-    group by all
-)
+create or replace table scratch.edge_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and edge, before any join
+select customer_id, from_node, to_node, count(*) as journeys
+from (select customer_id, journey_id, from_node, to_node from core.moves group by all)
 group by all;
 
--- the same per segment: the customers' sums added up (each customer is in one value of a key)
-create or replace temp table _edges as
+create or replace temp table _edge_reach as
 select s.segment_key, s.segment_value, c.from_node, c.to_node,
-       cast(sum(c.transitions) as bigint) as transitions,
-       cast(sum(c.journeys) as bigint) as journeys, count(*) as customers,
-       sum(c.wait_us) / nullif(sum(c.waits), 0) / 1e6 as wait_mean_seconds
+       cast(sum(c.journeys) as bigint) as journeys, count(*) as customers
 from scratch.edge_customers as c
 join core.customer_segments as s using (customer_id)
 group by all;
@@ -49,8 +36,27 @@ from exact_quantiles('_edge_waits');
 drop view _edge_waits;
 
 create or replace table marts.transitions as
-with settings as (
+with moves as (
+    select * from core.moves
+),
+segments as (
+    select customer_id, segment_key, segment_value from core.customer_segments
+),
+settings as (
     select value as level from meta.settings where key = 'level'
+),
+edges as (
+    select
+        s.segment_key,
+        s.segment_value,
+        m.from_node,
+        m.to_node,
+        count(*) as transitions,
+        -- mean of whole microseconds: an exact integer sum, so reruns agree to the last bit
+        avg(cast(round(m.wait_seconds * 1e6) as bigint)) / 1e6 as wait_mean_seconds
+    from moves as m
+    join segments as s using (customer_id)
+    group by all
 )
 select
     (select level from settings) as level,
@@ -58,16 +64,17 @@ select
     segment_value,
     from_node,
     to_node,
-    e.transitions,
-    e.journeys,
-    e.customers,
-    cast(e.transitions / sum(e.transitions) over (partition by segment_key, segment_value, from_node) as double) as probability,
+    transitions,
+    r.journeys,
+    r.customers,
+    cast(transitions / sum(transitions) over (partition by segment_key, segment_value, from_node) as double) as probability,
     q.p50 as wait_p50_seconds,
     q.p90 as wait_p90_seconds,
-    e.wait_mean_seconds
-from _edges as e
+    wait_mean_seconds
+from edges
+join _edge_reach as r using (segment_key, segment_value, from_node, to_node)
 left join _edge_wait_quantiles as q using (segment_key, segment_value, from_node, to_node)
 order by segment_key, segment_value, from_node, to_node;
 
-drop table _edges;
+drop table _edge_reach;
 drop table _edge_wait_quantiles;
