@@ -110,6 +110,34 @@ def memory_limit_problem(value: str) -> str | None:
     return None
 
 
+# DuckDB memory the marts need per event of the core: their group-bys over core.moves (a group
+# per customer, journey and edge, about one per event) need their hash tables mostly in memory
+# even when they spill. Measured on the benchmark's 100M events: the first of them
+# (marts.transitions' journeys per customer and edge) ran out of memory with DuckDB at 768 MiB
+# and 1.5 GiB (budgets 1536MiB, 3GiB) and completed at 2 GiB (the default 4GiB, as did the whole
+# build); on 10M events a whole build completed with DuckDB at 200 MB (budget 400MiB).
+# 21 bytes an event is the least figure that fits both completions.
+MARTS_DUCKDB_BYTES_PER_EVENT = 21
+
+
+def least_budget(events: int) -> int:
+    """The least memory budget (bytes) a build of `events` events is known to hold to: what
+    gives DuckDB MARTS_DUCKDB_BYTES_PER_EVENT an event, and at least MIN_MEMORY_LIMIT."""
+    return max(MIN_MEMORY_LIMIT, budget_of(events * MARTS_DUCKDB_BYTES_PER_EVENT))
+
+
+def budget_too_small(events: int, budget: int) -> str | None:
+    """Why a build of `events` events cannot hold to a budget of `budget` bytes, or None."""
+    least = least_budget(events)
+    if budget >= least:
+        return None
+    need = f"{-(-least // (1 << 30))}GiB" if least >= 1 << 30 else f"{-(-least // (1 << 20))}MiB"
+    return (f"building {events:,} events needs a memory budget of at least {need} "
+            f"(the marts' aggregations over the moves need about {MARTS_DUCKDB_BYTES_PER_EVENT} bytes "
+            f"an event of DuckDB's memory, half the budget); this run's budget is {budget >> 20}MiB. "
+            f"Fix: give --memory-limit {need} (or [engine] memory_limit), on a machine with that much memory")
+
+
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 

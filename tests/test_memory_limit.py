@@ -170,3 +170,47 @@ def test_duckdb_gets_half_the_budget_and_on_a_small_one_what_the_process_leaves(
 
     assert pipeline.warehouse.budget_of(buckets.duckdb_memory_limit(con)) == mib << 20
     con.close()
+
+
+def test_the_least_budget_grows_with_the_events():
+    """Hand-computed: DuckDB needs 21 bytes an event for the marts and gets half the budget (a
+    budget of 4,200,000,000 bytes for 100M events, within the default 4GiB that built them),
+    never less than 700MiB."""
+    least = pipeline.warehouse.least_budget
+    assert least(0) == least(10_000_000) == 700 << 20  # 10M: 420 MB, under the floor
+    assert least(100_000_000) == 4_200_000_000 <= 4 << 30
+    assert least(150_000_000) == 6_300_000_000
+    assert pipeline.warehouse.budget_too_small(100_000_000, 4 << 30) is None
+    problem = pipeline.warehouse.budget_too_small(100_000_000, 1 << 30)
+    assert "building 100,000,000 events needs a memory budget of at least 4GiB" in problem
+    assert "Fix: give --memory-limit 4GiB" in problem
+    assert "at least 6GiB" in pipeline.warehouse.budget_too_small(150_000_000, 4 << 30)
+
+
+def test_a_budget_too_small_for_the_events_stops_the_build_before_it_starts(tmp_path, monkeypatch):
+    """The tiny project's build, with the marts' need per event made large enough that 700MiB
+    cannot hold it: `journeys build` exits 1 naming the least budget, before building anything
+    (the warehouse gets only the failed run in meta.runs), and with that budget it succeeds."""
+    project = tmp_path / "p"
+    shutil.copytree(TINY, project)
+    config = str(project / "journeys.toml")
+    from pipeline.cli import cli
+
+    assert CliRunner().invoke(cli, ["ingest", "-c", config]).exit_code == 0
+    db = pipeline.config.load_config(Path(config)).warehouse
+    con = pipeline.warehouse.connect(db, read_only=True)
+    events = con.execute("select count(*) from staging.events").fetchall()[0][0]
+    tables = "select schema_name, table_name from duckdb_tables() where schema_name in ('core', 'marts') order by all"
+    before = con.execute(tables).fetchall()
+    con.close()
+    monkeypatch.setattr(pipeline.warehouse, "MARTS_DUCKDB_BYTES_PER_EVENT", (2 << 30) // events)  # 4GiB needed
+    refused = CliRunner().invoke(cli, ["build", "-c", config, "--memory-limit", "700MiB"])
+    assert refused.exit_code == 1
+    assert f"building {events:,} events needs a memory budget of at least 4GiB" in refused.output
+    con = pipeline.warehouse.connect(db, read_only=True)
+    assert con.execute(tables).fetchall() == before and ("core", "steps") not in before
+    assert con.execute("select command, status, error like '%needs a memory budget%' from meta.runs order by started_at").fetchall() == [
+        ("ingest", "succeeded", None), ("build", "failed", True)]
+    con.close()
+    done = CliRunner().invoke(cli, ["build", "-c", config, "--memory-limit", "4GiB"])
+    assert done.exit_code == 0, done.output
