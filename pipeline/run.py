@@ -272,8 +272,11 @@ def _clear_leftovers(config: Config) -> None:
         shutil.rmtree(legacy, ignore_errors=True)
     db = config.warehouse.resolve()  # inside the published version when there is one
     for step in ("build", "ingest"):
-        for copy in db.parent.glob(f".{db.name}.{step}-*"):  # _step_on_copy's copy and its .wal
-            copy.unlink(missing_ok=True)
+        for copy in db.parent.glob(f".{db.name}.{step}-*"):  # _step_on_copy's copy, its .wal and .tmp (spill) folder
+            if copy.is_dir():
+                shutil.rmtree(copy, ignore_errors=True)
+            else:
+                copy.unlink(missing_ok=True)
     export = config.export_dir.resolve()
     for scratch in [*db.parent.glob(".buckets-*"), *export.parent.glob(".export-*")]:
         shutil.rmtree(scratch, ignore_errors=True)
