@@ -1,6 +1,6 @@
 """Where `journeys build` spends its time: the build of benchmarks/run.py, phase by phase.
 
-It runs what `journeys build --config CONFIG` runs (pipeline.run._build_on_copy: copy the
+It runs what `journeys build --config CONFIG` runs (pipeline.run._step_on_copy: copy the
 warehouse, build_step, the run summary, a checkpoint) on a copy of the config's warehouse,
 deleted after (the warehouse itself is not touched), with each phase timed: the copy, the
 old core tables dropped, the split into bucket files, the bucket files read, the Polars build

@@ -418,15 +418,6 @@ def _reconnect(con: duckdb.DuckDBPyConnection, path: Path, config: Config) -> du
     return warehouse.connect(path, memory_limit=config.memory_limit)
 
 
-def _build_on_copy(config: Config, run_id: str, started: datetime, as_of: datetime | None,
-                   progress: Progress | None, buckets: int | None, engine: str | None = None) -> RunResult:
-    """`journeys build` on a copy of the warehouse file (_step_on_copy)."""
-    def work(con: duckdb.DuckDBPyConnection, counts: dict) -> None:
-        counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
-
-    return _step_on_copy(config, "build", run_id, started, work)
-
-
 def _step_on_copy(config: Config, step: str, run_id: str, started: datetime,
                   work: Callable[[duckdb.DuckDBPyConnection, dict], None]) -> RunResult:
     """`journeys build` or `ingest` on a copy of the warehouse file (a new file when there is
@@ -495,13 +486,12 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
                  buckets: int | None = None, engine: str | None = None) -> RunResult:
     started = datetime.now(timezone.utc)
     _clear_leftovers(config)
-    if step == "build" and config.warehouse.exists():
-        return _build_on_copy(config, run_id, started, as_of, progress, buckets, engine)
-    if step == "ingest":
+    if step in ("ingest", "build"):
         def work(con: duckdb.DuckDBPyConnection, counts: dict) -> None:
-            counts["ingest"] = ingest_step(con, config, run_id, progress)
+            counts[step] = (ingest_step(con, config, run_id, progress) if step == "ingest" else
+                            build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine))
 
-        return _step_on_copy(config, "ingest", run_id, started, work)
+        return _step_on_copy(config, step, run_id, started, work)
     config.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect(config.warehouse, memory_limit=config.memory_limit)
     counts: dict = {}
@@ -509,9 +499,7 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
         _record_start(con, run_id, step, config, started)
         con.execute("begin transaction")
         try:
-            if step == "build":
-                counts["build"] = build_step(con, config, config.graph_dir, as_of, progress, buckets=buckets, engine=engine)
-            elif step == "export":
+            if step == "export":
                 final = config.export_dir.resolve()  # inside the published version when there is one
                 tmp = final.parent / f".export-{run_id}"
                 try:
@@ -529,7 +517,6 @@ def _step_locked(config: Config, step: str, run_id: str, as_of: datetime | None,
             _record_end(con, run_id, "failed", counts, f"{type(e).__name__}: {e}")
             raise
         _record_end(con, run_id, "succeeded", counts)
-        summary = summarize(con) if step == "build" else {}
     finally:
         con.close()
-    return RunResult(run_id=run_id, status="succeeded", counts=counts, summary=summary)
+    return RunResult(run_id=run_id, status="succeeded", counts=counts, summary={})
