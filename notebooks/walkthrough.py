@@ -271,8 +271,9 @@ bottlenecks
 # `DROPPED` or `OPEN`), with the wait of each move. Here are the journeys of
 # the segment that waited longest on the top bottleneck, with their whole path
 # (repeats of a step left out) and their status. (The pipeline also keeps the
-# journeys behind each of the top 10 bottlenecks and drop-offs in
-# `marts.bottleneck_journeys` and `marts.drop_off_journeys`;
+# longest-waiting journeys behind each of the top 10 bottlenecks, and the
+# journeys behind the top drop-offs, in `marts.bottleneck_journeys` and
+# `marts.drop_off_journeys`;
 # `journeys report --journeys` prints a few.)
 
 # %%

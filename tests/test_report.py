@@ -134,24 +134,42 @@ def test_drop_off_journeys_are_dropped_journeys_ending_at_the_node(sample):
     assert checked > 0
 
 
-@pytest.mark.parametrize("kind", ["edge", "stage"])
-def test_rank_one_bottleneck_journeys_are_exactly_its_journeys(sample, kind):
-    """marts.bottleneck_journeys for rank 1 of segment all holds exactly `journeys` distinct journey ids:
-    for an edge, the journeys with a move along it; for a stage, the journeys visiting it."""
+KEPT = 1000  # moves or visits kept per bottleneck in marts.bottleneck_journeys (sql/marts/bottleneck_journeys.sql)
+
+
+def test_bottleneck_journeys_are_the_longest_moves_and_visits(sample):
+    """marts.bottleneck_journeys holds, for every top-10 bottleneck of every segment, the KEPT moves along
+    the edge (or visits of the stage) with the longest waits (dwells), equal ones by journey_id: recomputed
+    here with Polars from core.moves / core.visits and the segments. The sample has bottlenecks with more
+    than KEPT moves, so the cut is exercised, and ones with fewer, which keep every move."""
     con = sample["con"]
-    (from_node, to_node, n), = con.sql(
-        "select from_node, to_node, journeys from marts.bottlenecks where segment_key = 'all' and kind = ? and rank = 1",
-        params=[kind]).fetchall()
-    ids = {r[0] for r in con.sql(
-        "select journey_id from marts.bottleneck_journeys where segment_key = 'all' and kind = ? and rank = 1",
-        params=[kind]).fetchall()}
-    assert len(ids) == n
-    moves = sample["moves"].filter(segment_key="all")
-    if kind == "edge":
-        expected = set(moves.filter(from_node=from_node, to_node=to_node)["journey_id"])
-    else:
-        expected = set(moves.filter((pl.col("from_node") == from_node) | (pl.col("to_node") == to_node))["journey_id"])
-    assert ids == expected
+    segments = con.sql("select customer_id, segment_key, segment_value from core.customer_segments").pl()
+    moves = con.sql("select journey_id, customer_id, from_node, to_node, wait_seconds as seconds from core.moves "
+                    "where wait_seconds is not null").pl().join(segments, on="customer_id")
+    visits = (con.sql("select journey_id, customer_id, node, entered_at, left_at from core.visits").pl()
+              .with_columns(seconds=(pl.col("left_at") - pl.col("entered_at")).dt.total_microseconds() / 1e6)
+              .join(segments, on="customer_id"))
+    tops = con.sql("select segment_key, segment_value, kind, rank, from_node, to_node from marts.bottlenecks "
+                   "where rank <= 10").fetchall()
+    kept = con.sql("select segment_key, segment_value, kind, rank, journey_id, customer_id, seconds "
+                   "from marts.bottleneck_journeys").pl()
+    cut = full = total = 0
+    for key, value, kind, rank, from_node, to_node in tops:
+        if kind == "edge":
+            rows = moves.filter(segment_key=key, segment_value=value, from_node=from_node, to_node=to_node)
+        else:
+            rows = visits.filter(segment_key=key, segment_value=value, node=from_node)
+        expected = (rows.sort(["seconds", "journey_id"], descending=[True, False]).head(KEPT)
+                    .select("journey_id", "customer_id", "seconds").sort("journey_id", "seconds").rows())
+        got = (kept.filter(segment_key=key, segment_value=value, kind=kind, rank=rank)
+               .select("journey_id", "customer_id", "seconds").sort("journey_id", "seconds").rows())
+        assert [(j, c) for j, c, _ in got] == [(j, c) for j, c, _ in expected], (key, value, kind, rank)
+        assert [x for _, _, x in got] == pytest.approx([x for _, _, x in expected]), (key, value, kind, rank)
+        cut += rows.height > KEPT
+        full += 0 < rows.height <= KEPT
+        total += min(KEPT, rows.height)
+    assert cut > 0 and full > 0
+    assert kept.height == total  # no rows beyond the top bottlenecks
 
 
 def test_report_with_html_prints_the_same_findings(sample, tmp_path):
