@@ -319,7 +319,12 @@ def derive_visits(steps: pl.DataFrame) -> pl.DataFrame:
         events=pl.len().cast(pl.Int64),
         first_step_index=pl.col("step_index").first(),
         last_step_index=pl.col("step_index").last(),
-    ).with_columns(repeats=pl.col("events") - 1).drop("_visit_no")
+    ).with_columns(
+        repeats=pl.col("events") - 1,
+        # the journey's first visit of the node: marts count distinct journeys per node with a
+        # filter on it, not a group-by of every visit by journey (docs/metrics.md)
+        is_first_in_journey=pl.struct("journey_no", "node").is_first_distinct(),
+    ).drop("_visit_no")
 
 
 def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
@@ -348,4 +353,11 @@ def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
         wait_seconds=pl.lit(None, dtype=pl.Float64),
         ts=pl.col("ended_at"),
     )
-    return pl.concat([into, ends])
+    # exactly one move of each journey and edge, and of each customer and edge, is flagged: the
+    # first in journey and move order (every into-move comes before the terminal moves, whose
+    # edges end in a status and so never equal an into-move's). Distinct journeys and customers
+    # per edge are then counts of flags, not group-bys of every move (docs/metrics.md)
+    return pl.concat([into, ends]).with_columns(
+        is_first_in_journey=pl.struct("journey_no", "from_node", "to_node").is_first_distinct(),
+        is_first_for_customer=pl.struct("customer_id", "from_node", "to_node").is_first_distinct(),
+    )

@@ -116,7 +116,9 @@ def memory_limit_problem(value: str) -> str | None:
 # (marts.transitions' journeys per customer and edge) ran out of memory with DuckDB at 768 MiB
 # and 1.5 GiB (budgets 1536MiB, 3GiB) and completed at 2 GiB (the default 4GiB, as did the whole
 # build); on 10M events a whole build completed with DuckDB at 200 MB (budget 400MiB).
-# 21 bytes an event is the least figure that fits both completions.
+# 21 bytes an event is the least figure that fits both completions. Measured before the distinct
+# counts became flags set by the build (core.moves.is_first_in_journey ...), which removed that
+# group-by; kept until remeasured at 100M (docs/scaling.md).
 MARTS_DUCKDB_BYTES_PER_EVENT = 21
 
 

@@ -9,6 +9,7 @@ Polars derivation (pipeline.journeys.derive_visits / derive_moves) is checked ag
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -17,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import JOURNEYS_BIN, SAMPLE, copy_config
+from conftest import JOURNEYS_BIN, SAMPLE, copy_config, events_frame, ts
 from pipeline import buckets, marts, warehouse
-from pipeline.journeys import build_journeys
-from test_marts import scenarios
+from pipeline.config import StageRule
+from pipeline.journeys import BuildSettings, build_journeys
+from test_marts import FUNNEL, scenarios
 
 REFERENCE = Path(__file__).resolve().parent / "sql_reference"
 CORE = ("core.steps", "core.sessions", "core.journeys", "core.visits", "core.moves", "core.customer_segments")
@@ -75,6 +77,48 @@ def test_visits_and_moves_equal_their_sql_window_definitions(scenario):
         sql = sql.replace(f"create or replace table core.{name} as", f"create or replace temp table ref_{name} as")
         con.execute(sql.replace("select * from core.visits", "select * from ref_visits"))
         assert rows(con, f"ref_{name}") == rows(con, f"core.{name}")
+
+
+def judged_again(scenario, later) -> duckdb.DuckDBPyConnection:
+    """Built at the scenario's as-of, then every journey's status judged again at `later`, as an
+    incremental run does for the journeys it does not rebuild (sql/core/journey_status.sql)."""
+    events, s, as_of, seg, stage_order = scenario
+    con = built(scenario, 1)
+    keys = sorted(set(seg["segment_key"])) if seg is not None and seg.height else []
+    marts.write_settings(con, marts.MartSettings(level=s.level, goal_stage=s.goal_stage, funnel_stages=tuple(stage_order),
+                                                 segment_keys=keys, journey_timeout=s.journey_timeout), later)
+    marts.finish_core(con, seg, only_customers=True)
+    marts.build_marts(con)
+    return con
+
+
+@SETTINGS
+@given(scenario=scenarios(max_events=20), days=st.integers(0, 4))
+def test_statuses_judged_again_later_equal_a_build_at_that_time(scenario, days):
+    """Journeys open at the as-of may be dropped a few days later: judging their status again sets the
+    terminal moves and their is_first_for_customer flags, and the marts, exactly as a build at the later time."""
+    events, s, as_of, seg, stage_order = scenario
+    later = as_of + timedelta(days=days)
+    again, fresh = judged_again(scenario, later), built((events, s, later, seg, stage_order), 1)
+    for table in ("core.journeys", "core.moves", "marts.transitions", "marts.stage_stats"):
+        assert rows(again, table) == rows(fresh, table), table
+
+
+def test_a_second_drop_off_at_the_same_node_is_not_the_customers_first():
+    """Hand case: customer c drops a journey at awareness, comes back 3 days later and is open at
+    awareness; 5 days on, the second journey is dropped too. The customer's first move
+    awareness -> DROPPED stays the first journey's, and marts.transitions counts one customer, two journeys."""
+    events = events_frame([("c", ts("2026-01-01 10:00"), "web", "page_view"),
+                           ("c", ts("2026-01-04 10:00"), "web", "page_view")])
+    s = BuildSettings(inactivity_timeout=1800, max_length=None, journey_timeout=86400, goal_stage="purchase",
+                      rules=(StageRule(id="a", stage="awareness", event_type=("page_view",)),), level="stage")
+    scenario = (events, s, ts("2026-01-04 11:00"), None, FUNNEL)
+    con = judged_again(scenario, ts("2026-01-09 10:00"))
+    got = con.execute("select m.to_node, m.is_first_for_customer from core.moves as m join core.journeys as j "
+                      "using (journey_id) where m.from_node = 'awareness' order by j.started_at").fetchall()
+    assert got == [("DROPPED", True), ("DROPPED", False)]
+    assert con.execute("select transitions, journeys, customers from marts.transitions where segment_key = 'all' "
+                       "and from_node = 'awareness' and to_node = 'DROPPED'").fetchall() == [(2, 2, 1)]
 
 
 def test_the_reference_sql_reads_what_it_should():

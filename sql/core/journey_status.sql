@@ -13,9 +13,35 @@ set status = case
 end;
 
 -- the terminal move of a journey (move_index = events + 1) follows its status
+-- the customers whose terminal move changes: their terminal moves' is_first_for_customer is
+-- set again below (a customer's first move into DROPPED may be a journey that was OPEN)
+create schema if not exists scratch;
+create or replace table scratch.status_changed as  -- in the file: on a large log, millions of customers
+select distinct m.customer_id
+from core.moves as m
+join core.journeys as j on m.journey_id = j.journey_id and m.move_index = j.events + 1
+where m.to_node <> upper(j.status);
+
 update core.moves as m
 set to_node = upper(j.status)
 from core.journeys as j
 where m.journey_id = j.journey_id
   and m.move_index = j.events + 1
   and m.to_node <> upper(j.status);
+
+-- the first terminal move of each such customer and edge, in journey order (a customer's
+-- journeys do not overlap, so their terminal moves' times are in journey order)
+update core.moves as m
+set is_first_for_customer = f.is_first
+from (
+    select journey_id, move_index,
+           row_number() over (partition by customer_id, from_node, to_node order by ts, journey_id) = 1 as is_first
+    from core.moves
+    where to_node in ('CONVERTED', 'DROPPED', 'OPEN')
+      and customer_id in (select customer_id from scratch.status_changed)
+) as f
+where m.journey_id = f.journey_id
+  and m.move_index = f.move_index
+  and m.is_first_for_customer is distinct from f.is_first;
+
+drop table scratch.status_changed;

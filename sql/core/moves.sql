@@ -15,5 +15,7 @@ select
     m.from_node,
     m.to_node,
     m.wait_seconds,
-    m.ts
+    m.ts,
+    m.is_first_in_journey,
+    m.is_first_for_customer
 from _build_moves as m;

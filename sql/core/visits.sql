@@ -12,5 +12,6 @@ select
     v.events,
     v.repeats,
     v.first_step_index,
-    v.last_step_index
+    v.last_step_index,
+    v.is_first_in_journey
 from _build_visits as v;

@@ -6,23 +6,10 @@
 --       all transitions out (self-loop included) = visits + repeats - exits.
 -- Grain: level, segment_key, segment_value, node. Contract: sql/marts/stage_stats.md
 --
--- Memory: the distinct journeys are counted in a pass of their own, grouping first per
--- customer (hash aggregates spill to disk), and the dwell quantiles by exact_quantiles
--- (sql/marts/quantiles.sql), so each pass stays within DuckDB's memory limit.
-create schema if not exists scratch;
-
-create or replace table scratch.node_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and node, before any join
-select customer_id, node, count(*) as journeys
-from (select customer_id, journey_id, node from core.visits group by all)
-group by all;
-
-create or replace temp table _node_reach as
-select s.segment_key, s.segment_value, c.node, cast(sum(c.journeys) as bigint) as journeys
-from scratch.node_customers as c
-join core.customer_segments as s using (customer_id)
-group by all;
-
-drop table scratch.node_customers;
+-- Memory and speed: the distinct journeys are a count of core.visits.is_first_in_journey (one
+-- visit per journey and node, flagged by the build), in the same hash aggregate as the visits;
+-- the dwell quantiles come from exact_quantiles (sql/marts/quantiles.sql), so each pass stays
+-- within DuckDB's memory limit.
 
 -- exits and drop-offs: a journey's terminal move (to CONVERTED, DROPPED or OPEN) leaves from
 -- the node of its last visit
@@ -60,6 +47,7 @@ nodes as (
         s.segment_value,
         v.node,
         count(*) as visits,
+        count(*) filter (where v.is_first_in_journey) as journeys,
         cast(sum(v.repeats) as bigint) as repeats
     from core.visits as v
     join segments as s using (customer_id)
@@ -70,20 +58,18 @@ select
     n.segment_key,
     n.segment_value,
     n.node,
-    r.journeys,
+    n.journeys,
     n.visits,
     coalesce(x.exits, 0) as exits,
     coalesce(x.drop_offs, 0) as drop_offs,
-    coalesce(x.drop_offs, 0) / r.journeys as drop_off_rate,
+    coalesce(x.drop_offs, 0) / n.journeys as drop_off_rate,
     q.p50 as dwell_p50_seconds,
     q.p90 as dwell_p90_seconds,
     n.repeats
 from nodes as n
-join _node_reach as r using (segment_key, segment_value, node)
 left join _node_exits as x using (segment_key, segment_value, node)
 left join _node_dwell_quantiles as q using (segment_key, segment_value, node)
 order by n.segment_key, n.segment_value, n.node;
 
-drop table _node_reach;
 drop table _node_exits;
 drop table _node_dwell_quantiles;

@@ -11,7 +11,7 @@ with visits as (
     select * from core.visits
 ),
 journeys as (
-    select journey_id, status from core.journeys
+    select journey_id, status, started_at from core.journeys
 ),
 steps as (
     select journey_id, customer_id, step_index, ts, node,
@@ -60,7 +60,8 @@ moves as (
     select * from repeats
     union all
     select * from ends
-)
+),
+indexed as (
 select
     journey_id,
     cast(row_number() over (partition by journey_id order by step_index, to_node = 'START') as integer) as move_index,
@@ -69,4 +70,14 @@ select
     to_node,
     wait_seconds,
     ts
-from moves;
+from moves
+)
+-- the flags: the first move along an edge of the journey (by move_index), and of the customer
+-- (journeys by start time, then move_index)
+select i.*,
+       row_number() over (partition by i.journey_id, i.from_node, i.to_node order by i.move_index) = 1
+           as is_first_in_journey,
+       row_number() over (partition by i.customer_id, i.from_node, i.to_node order by j.started_at, i.move_index) = 1
+           as is_first_for_customer
+from indexed as i
+join journeys as j using (journey_id);

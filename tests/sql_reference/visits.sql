@@ -18,7 +18,8 @@ numbered as (
         *,
         sum(is_entry) over (partition by journey_id order by step_index rows unbounded preceding) as visit_index
     from marked
-)
+),
+grouped as (
 select
     journey_id,
     cast(visit_index as integer) as visit_index,
@@ -31,4 +32,8 @@ select
     min(step_index) as first_step_index,
     max(step_index) as last_step_index
 from numbered
-group by journey_id, visit_index;
+group by journey_id, visit_index
+)
+-- is_first_in_journey: the journey's first visit of the node
+select *, row_number() over (partition by journey_id, node order by visit_index) = 1 as is_first_in_journey
+from grouped;
