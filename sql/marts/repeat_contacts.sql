@@ -4,9 +4,11 @@
 -- on another channel (the touch that did not settle it). journeys_touched = journeys with
 -- any event on from_channel; journeys = those with at least one repeat contact from it;
 -- share = journeys / journeys_touched. Grain: segment_key, segment_value, from_channel, to_channel.
--- Memory: separate passes (the repeat contacts; the journeys touching each channel, counted
--- per customer first; the waits' medians by exact_quantiles, sql/marts/quantiles.sql; the
--- counts, per customer first), so each stays within DuckDB's memory limit.
+-- Memory: separate passes (the repeat contacts; the journeys touching each channel, from
+-- core.journeys.channels, the distinct channels of each journey; the waits' medians by
+-- exact_quantiles, sql/marts/quantiles.sql; the counts, per customer first), so each stays
+-- within DuckDB's memory limit. No pass groups every step by journey: core.journeys.channels
+-- already holds each journey's channels once.
 create schema if not exists scratch;
 
 create or replace table scratch.contacts as  -- in the file: a temp table stays in memory
@@ -21,9 +23,9 @@ contact_channels as (
 with_contacts as (
     -- only journeys with an event on a contact channel can have a repeat contact: the
     -- window passes below run on those alone
-    select distinct journey_id
-    from core.steps
-    where channel in (select channel from contact_channels)
+    select journey_id
+    from core.journeys
+    where list_has_any(channels, (select list(channel) from contact_channels))
 ),
 steps as (
     select journey_id, customer_id, step_index, ts, channel,
@@ -58,18 +60,12 @@ contacts as (
 )
 select * from contacts;
 
-create or replace table scratch.channel_customers as  -- a table in the file (a temp table stays in memory): journeys per customer and channel, before any join
-select customer_id, channel, count(*) as journeys
-from (select customer_id, journey_id, channel from core.steps group by all)
-group by all;
-
+-- journeys touching each channel: one row per journey and channel it has an event on
 create or replace temp table _touched as
-select s.segment_key, s.segment_value, c.channel as from_channel, cast(sum(c.journeys) as bigint) as journeys_touched
-from scratch.channel_customers as c
+select s.segment_key, s.segment_value, c.channel as from_channel, count(*) as journeys_touched
+from (select customer_id, unnest(channels) as channel from core.journeys) as c
 join core.customer_segments as s using (customer_id)
 group by all;
-
-drop table scratch.channel_customers;
 
 -- the waits' medians, exact and within the memory limit (sql/marts/quantiles.sql)
 create or replace temp view _contact_waits as
