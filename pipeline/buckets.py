@@ -141,15 +141,17 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
         if buckets > 1:
             if progress:
                 progress(f"split the events into {buckets} buckets (duckdb)")
-            split_buckets(con, folder, buckets, only_affected, known_only)
+            with warehouse.failing_in(f"in the split of the events into {buckets} bucket files"):
+                split_buckets(con, folder, buckets, only_affected, known_only)
         with duckdb_held_to(con, warehouse.DUCKDB_SHARE_DURING_BUCKETS / warehouse.DUCKDB_SHARE):
             for b in range(buckets):
                 if progress:
                     progress(f"sessionize and label (polars), bucket {b + 1} of {buckets}")
-                events = read_split_bucket(folder, b) if buckets > 1 else read_events(con, only_affected, known_only)
-                core = build_journeys(events, settings, as_of)
-                del events
-                marts.write_core(con, core)
+                with warehouse.failing_in(f"in bucket {b + 1} of {buckets}"):
+                    events = read_split_bucket(folder, b) if buckets > 1 else read_events(con, only_affected, known_only)
+                    core = build_journeys(events, settings, as_of)
+                    del events
+                    marts.write_core(con, core)
                 built += core.journeys["customer_id"].n_unique()
                 del core
     return built

@@ -132,8 +132,9 @@ engine_option = click.option(
 def _fail(e: Exception) -> click.ClickException:
     if isinstance(e, ConfigError):
         return ConfigProblem(str(e))
-    where = "".join(f" ({note})" for note in getattr(e, "__notes__", []))
-    message = f"{type(e).__name__}{where}: {e}"
+    from pipeline.warehouse import describe_error
+
+    message = describe_error(e)
     if "Out of Memory" in str(e):
         message += ("\nFix: give the command a larger budget with --memory-limit (or [engine] memory_limit; "
                     "DuckDB gets half of it), and keep free disk beside the warehouse for what DuckDB spills "

@@ -196,13 +196,15 @@ def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] 
         for i, name in enumerate(warehouse.MARTS, start=1):
             if progress:
                 progress(f"marts: {Path(name).stem} ({i} of {len(warehouse.MARTS)})")
-            if name == "marts/funnel.sql":
-                funnel_reach(con)
-                warehouse.run_sql_file(con, name)
-                con.execute("drop table scratch.funnel_reach")
-            else:
-                warehouse.run_sql_file(con, name)
-    stats.add_p_values(con)
+            with warehouse.failing_in(f"in marts.{Path(name).stem}, sql/{name}"):
+                if name == "marts/funnel.sql":
+                    funnel_reach(con)
+                    warehouse.run_sql_file(con, name)
+                    con.execute("drop table scratch.funnel_reach")
+                else:
+                    warehouse.run_sql_file(con, name)
+    with warehouse.failing_in("in the p-values of marts.segment_comparison"):
+        stats.add_p_values(con)
     for name in warehouse.VIEWS:
         warehouse.run_sql_file(con, name)
 
@@ -289,7 +291,8 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
     checks = sorted((warehouse.sql_dir() / "checks").glob("*.sql"))
     broken = []
     for path in checks:
-        broken += con.execute(path.read_text()).fetchall()
+        with warehouse.failing_in(f"in the flow-law check sql/checks/{path.name}"):
+            broken += con.execute(path.read_text()).fetchall()
     if broken:
         lines = [f"{law}: segment {segment}, node {node}: {numbers}" for law, segment, node, numbers in broken[:10]]
         more = f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""

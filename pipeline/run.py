@@ -464,7 +464,7 @@ def _record_failure(final_db: Path, run_id: str, config: Config, started: dateti
         con = duckdb.connect(str(final_db))
         try:
             _record_start(con, run_id, command, config, started)
-            _record_end(con, run_id, "failed", counts, f"{type(error).__name__}: {error}")
+            _record_end(con, run_id, "failed", counts, warehouse.describe_error(error))
         finally:
             con.close()
     except Exception:  # the warehouse may be locked by a reader; the error is still raised to the caller

@@ -214,3 +214,31 @@ def test_a_budget_too_small_for_the_events_stops_the_build_before_it_starts(tmp_
     con.close()
     done = CliRunner().invoke(cli, ["build", "-c", config, "--memory-limit", "4GiB"])
     assert done.exit_code == 0, done.output
+
+
+def test_a_failing_mart_or_law_is_named_in_the_error():
+    """An error inside the marts names the mart and its SQL file, and one inside the flow laws names the
+    check, in the line the command prints and meta.runs keeps (DuckDB's out-of-memory error names no
+    statement). Real failures: a table the statement reads is gone."""
+    import duckdb
+    from datetime import timedelta
+
+    from conftest import events_frame, marts_db, ts
+    from pipeline import marts
+    from pipeline.journeys import BuildSettings
+
+    events = events_frame([("c", ts("2026-01-01 10:00"), "web", "page_view"),
+                           ("c", ts("2026-01-01 10:05"), "web", "purchase")])
+    con = marts_db(events, BuildSettings(), ts("2026-01-01 10:05") + timedelta(days=1))
+    con.execute("drop table core.customer_segments")
+    with pytest.raises(duckdb.CatalogException) as failed:
+        marts.build_marts(con)
+    assert failed.value.__notes__ == ["in marts.transitions, sql/marts/transitions.sql"]
+    assert pipeline.warehouse.describe_error(failed.value).startswith(
+        "CatalogException (in marts.transitions, sql/marts/transitions.sql): ")
+
+    con = marts_db(events, BuildSettings(), ts("2026-01-01 10:05") + timedelta(days=1))
+    con.execute("drop table marts.funnel")
+    with pytest.raises(duckdb.CatalogException) as failed:
+        marts.check_laws(con)
+    assert failed.value.__notes__ == ["in the flow-law check sql/checks/funnel_reconciles.sql"]
