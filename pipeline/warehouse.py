@@ -136,7 +136,8 @@ def memory_limit_problem(value: str) -> str | None:
 # build); on 10M events a whole build completed with DuckDB at 200 MB (budget 400MiB).
 # 21 bytes an event is the least figure that fits both completions. Measured before the distinct
 # counts became flags set by the build (core.moves.is_first_in_journey ...), which removed that
-# group-by; kept until remeasured at 100M (docs/scaling.md).
+# group-by. Measured again at 100M since: a build failed at 2GiB and at 3GiB (now in marts.funnel's
+# reach per stage) and holds at 4GiB, so the figure stands (docs/scaling.md).
 MARTS_DUCKDB_BYTES_PER_EVENT = 21
 
 

@@ -12,22 +12,21 @@ set status = case
     else 'open'
 end;
 
--- the terminal move of a journey (move_index = events + 1) follows its status
--- the customers whose terminal move changes: their terminal moves' is_first_for_customer is
--- set again below (a customer's first move into DROPPED may be a journey that was OPEN)
+-- the terminal moves (move_index = events + 1) whose status changed, found once: they follow
+-- their journey's status, and their customers' terminal moves get is_first_for_customer again
+-- below (a customer's first move into DROPPED may be a journey that was OPEN)
 create schema if not exists scratch;
-create or replace table scratch.status_changed as  -- in the file: on a large log, millions of customers
-select distinct m.customer_id
+create or replace table scratch.status_changed as  -- in the file: on a large log, millions of moves
+select m.journey_id, m.move_index, m.customer_id, upper(j.status) as to_node
 from core.moves as m
 join core.journeys as j on m.journey_id = j.journey_id and m.move_index = j.events + 1
 where m.to_node <> upper(j.status);
 
 update core.moves as m
-set to_node = upper(j.status)
-from core.journeys as j
-where m.journey_id = j.journey_id
-  and m.move_index = j.events + 1
-  and m.to_node <> upper(j.status);
+set to_node = c.to_node
+from scratch.status_changed as c
+where m.journey_id = c.journey_id
+  and m.move_index = c.move_index;
 
 -- the first terminal move of each such customer and edge, in journey order (a customer's
 -- journeys do not overlap, so their terminal moves' times are in journey order)
