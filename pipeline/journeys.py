@@ -44,6 +44,11 @@ class BuildSettings:
     goal_stage: str = "purchase"
     rules: tuple[StageRule, ...] = ()
     level: str = "stage"
+    # the funnel (core.journeys.funnel_reached, counted by marts.funnel): its stages in order,
+    # "strict" (in that order) or "any" (in any order), and the window from its first stage
+    funnel_stages: tuple[str, ...] = schema.DEFAULT_STAGES
+    funnel_mode: str = "strict"
+    funnel_window: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> "BuildSettings":
@@ -55,6 +60,9 @@ class BuildSettings:
             goal_stage=config.goal_stage,
             rules=config.rules,
             level=config.level,
+            funnel_stages=tuple(config.funnel_stages or config.stage_order),
+            funnel_mode=config.funnel_mode,
+            funnel_window=config.funnel_window,
         )
 
     def check(self) -> None:
@@ -68,6 +76,10 @@ class BuildSettings:
         ]:
             if v is not None and v <= 0:
                 raise BuildError(f"{name} must be positive seconds or None, got {v}")
+        if self.funnel_mode not in ("strict", "any"):
+            raise BuildError(f"funnel_mode '{self.funnel_mode}' is unknown; use strict or any")
+        if self.funnel_window is not None and self.funnel_window < 0:
+            raise BuildError(f"funnel_window must be seconds >= 0 or None, got {self.funnel_window}")
         for rule in self.rules:
             for key, _ in rule.properties:
                 if not _PROPERTY_KEY.match(key):
@@ -227,7 +239,7 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         events=pl.len().cast(pl.Int64),
         converted_at=goal_ts,
         last_node=pl.col("node").last(),
-    )
+    ).with_columns(funnel_reached(steps, settings.funnel_stages, settings.funnel_mode, settings.funnel_window))
     visits = derive_visits(steps)
     paths = _journey_paths(steps, visits)
     if not paths["journey_no"].equals(journeys["journey_no"]):  # cannot happen: both in journey_no order
@@ -250,6 +262,62 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         "channel", "event_type", "stage", "rule_id", "node",
     )
     return CoreTables(steps=steps, sessions=sessions, journeys=journeys.drop("last_node"), visits=visits, moves=moves)
+
+
+def funnel_reached(steps: pl.DataFrame, stages: tuple[str, ...], mode: str, window: int | None) -> pl.Series:
+    """How many funnel stages each journey reached (core.journeys.funnel_reached), a value per
+    journey in journey_no order. `steps` in journey and step order (as `_number_steps` leaves
+    them), so time never decreases within a journey.
+
+    strict: stage 1 at the journey's first step of it; stage k at the first step of stage k
+    after the step that reached stage k - 1 (and, with a window, at most `window` seconds
+    after the step that reached stage 1). any: stages 1..k all reached, at any steps (with a
+    window, their first steps within `window` seconds of each other). Either way the stages
+    reached are 1..n, and n is returned.
+
+    Vectorised: for each funnel stage, the row of its next step at or after every row (one
+    backward fill over the rows); then a journey's stages are followed by gathers over one
+    row per journey. The loop is over the funnel's stages, never over rows."""
+    row = pl.int_range(0, pl.len(), dtype=pl.Int64)
+    start = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True)
+    bounds = steps.select(begin=row.filter(start))
+    bounds = bounds.with_columns(end=pl.col("begin").shift(-1).fill_null(steps.height))
+    n_journeys = bounds.height
+    if not stages or not steps.height:
+        return pl.repeat(0, n_journeys, dtype=pl.Int32, eager=True).alias("funnel_reached")
+    begin, end = bounds["begin"], bounds["end"]
+    ts = steps["ts"]
+    last = steps.height - 1
+    nexts = {stage: steps.select(pl.when(pl.col("stage") == stage).then(row).backward_fill()).to_series()
+             for stage in dict.fromkeys(stages)}
+
+    def next_step(stage: str, at: pl.Series) -> pl.Series:
+        """The row of the journey's next step of `stage` at or after row `at` (null: none in the journey)."""
+        found = nexts[stage].gather(at.clip(0, last))
+        return pl.select(pl.when((at < end) & (found < end)).then(found)).to_series()
+
+    reached = pl.repeat(0, n_journeys, dtype=pl.Int32, eager=True)
+    ok = pl.repeat(True, n_journeys, dtype=pl.Boolean, eager=True)
+    first_t = last_t = None
+    at = None
+    for k, stage in enumerate(stages):
+        if mode == "strict":
+            at = next_step(stage, begin if at is None else at + 1)
+            t = ts.gather(at)
+            first_t = t if first_t is None else first_t
+            within = pl.repeat(True, n_journeys, eager=True) if window is None else (
+                (t - first_t).dt.total_microseconds() <= window * 1_000_000)
+        else:
+            t = ts.gather(next_step(stage, begin))
+            first_t = t if first_t is None else pl.select(pl.min_horizontal(first_t, t)).to_series()
+            last_t = t if last_t is None else pl.select(pl.max_horizontal(last_t, t)).to_series()
+            within = pl.repeat(True, n_journeys, eager=True) if window is None else (
+                (last_t - first_t).dt.total_microseconds() <= window * 1_000_000)
+        ok = ok & t.is_not_null() & within.fill_null(False)
+        reached = reached + ok.cast(pl.Int32)
+        if not ok.any():
+            break
+    return reached.alias("funnel_reached")
 
 
 def _number_steps(df: pl.DataFrame, level: str) -> pl.DataFrame:

@@ -197,87 +197,11 @@ def build_marts(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] 
             if progress:
                 progress(f"marts: {Path(name).stem} ({i} of {len(warehouse.MARTS)})")
             with warehouse.failing_in(f"in marts.{Path(name).stem}, sql/{name}"):
-                if name == "marts/funnel.sql":
-                    funnel_reach(con)
-                    warehouse.run_sql_file(con, name)
-                    con.execute("drop table scratch.funnel_reach")
-                else:
-                    warehouse.run_sql_file(con, name)
+                warehouse.run_sql_file(con, name)
     with warehouse.failing_in("in the p-values of marts.segment_comparison"):
         stats.add_p_values(con)
     for name in warehouse.VIEWS:
         warehouse.run_sql_file(con, name)
-
-
-def funnel_reach(con: duckdb.DuckDBPyConnection) -> None:
-    """Table scratch.funnel_reach(journey_id, stage_order): the funnel stages (meta.funnel_stages)
-    each journey reached, by meta.settings' funnel_mode and funnel_window_seconds.
-
-    strict: stage k counts when the journey reached stages 1..k in that order, each at its
-    first step of the stage after the previous stage's (and, with a window, within the
-    window of the first stage's step); any: when it reached all of 1..k in any order (with a
-    window, its first steps of them within the window). Strict is one join per stage over
-    the funnel stages' steps: plain hash joins and aggregates that spill to disk, where a
-    recursive CTE's joins had to fit in memory (it ran out at 100M events)."""
-    mode, window = con.execute(
-        "select coalesce(max(value) filter (where key = 'funnel_mode'), 'strict'), "
-        "cast(max(value) filter (where key = 'funnel_window_seconds') as double) from meta.settings"
-    ).fetchall()[0]
-    stages = con.execute("select coalesce(max(stage_order), 0) from meta.funnel_stages").fetchall()[0][0]
-    # scratch tables in the warehouse file, not temp tables: DuckDB keeps temp tables in memory,
-    # and these hold a row per funnel step (about every step on a large log)
-    con.execute("create schema if not exists scratch")
-    con.execute(
-        """
-        create or replace table scratch.funnel_steps as
-        select s.journey_id, s.step_index, s.ts, f.stage_order
-        from core.steps as s
-        join meta.funnel_stages as f on s.stage = f.stage
-        """
-    )
-    if mode == "any":
-        con.execute(
-            """
-            create or replace table scratch.funnel_reach as
-            with first_reach as (
-                select journey_id, stage_order, min(ts) as reached_at from scratch.funnel_steps group by all
-            )
-            select fr.journey_id, k.stage_order
-            from first_reach as fr
-            join meta.funnel_stages as k on fr.stage_order <= k.stage_order
-            group by fr.journey_id, k.stage_order
-            having count(*) = k.stage_order
-               and ($window is null or (epoch_us(max(fr.reached_at)) - epoch_us(min(fr.reached_at))) / 1e6 <= $window)
-            """,
-            {"window": window},
-        )
-    else:
-        con.execute(
-            """
-            create or replace table scratch.reach as
-            select journey_id, min(step_index) as step_index, arg_min(ts, step_index) as started_at
-            from scratch.funnel_steps where stage_order = 1 group by journey_id
-            """
-        )
-        con.execute("create or replace table scratch.funnel_reach as select journey_id, 1 as stage_order from scratch.reach")
-        for k in range(2, stages + 1):
-            con.execute(
-                """
-                create or replace table scratch.reach_next as
-                select r.journey_id, min(s.step_index) as step_index, any_value(r.started_at) as started_at
-                from scratch.reach as r
-                join scratch.funnel_steps as s
-                  on s.journey_id = r.journey_id and s.stage_order = $k and s.step_index > r.step_index
-                 and ($window is null or (epoch_us(s.ts) - epoch_us(r.started_at)) / 1e6 <= $window)
-                group by r.journey_id
-                """,
-                {"k": k, "window": window},
-            )
-            con.execute("insert into scratch.funnel_reach select journey_id, $k from scratch.reach_next", {"k": k})
-            con.execute("drop table scratch.reach")
-            con.execute("alter table scratch.reach_next rename to reach")
-        con.execute("drop table if exists scratch.reach")
-    con.execute("drop table scratch.funnel_steps")
 
 
 class LawError(RuntimeError):

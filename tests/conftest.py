@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import sys
 from datetime import datetime, timezone
@@ -57,8 +59,13 @@ def marts_db(
     **mart_options,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory warehouse with core and marts built from `events` by the real SQL files.
-    `mart_options` are further MartSettings fields (funnel_mode, funnel_window, min_journeys, ...)."""
+    `mart_options` are further MartSettings fields (funnel_mode, funnel_window, min_journeys, ...).
+    The build gets the same funnel (stage_order, funnel_mode, funnel_window) as the marts, as
+    both get it from one config in a run."""
     con = warehouse.connect(":memory:")
+    settings = dataclasses.replace(settings, funnel_stages=tuple(stage_order),
+                                   funnel_mode=mart_options.get("funnel_mode", "strict"),
+                                   funnel_window=mart_options.get("funnel_window"))
     core = build_journeys(events, settings, as_of)
     keys = sorted(set(segments_long["segment_key"])) if segments_long is not None and segments_long.height else []
     mart_settings = marts.MartSettings(

@@ -1,15 +1,22 @@
 """marts.funnel (sql/marts/funnel.sql) on hand-made journeys, built by the real SQL through
 conftest.marts_db: strict against any order, the window, conversion from the previous stage and
-from the start, per segment. Every expected number is counted by hand in the comments."""
+from the start, per segment. Every expected number is counted by hand in the comments.
+
+The funnel stages each journey reached (core.journeys.funnel_reached, found by the Polars build)
+are also checked against a plain step-by-step reference on random journeys (hypothesis)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import events_frame, marts_db, ts
 from pipeline.config import StageRule
-from pipeline.journeys import BuildSettings
+from pipeline.journeys import BuildSettings, funnel_reached
 
 RULES = (
     StageRule("r_view", "awareness", event_type=("view",)),
@@ -197,3 +204,60 @@ def test_funnel_segments_with_any_order_and_window():
     assert journeys(con, ("tier", "silver")) == [3, 2, 0]
     silver = funnel(con, ("tier", "silver"))
     assert silver[1][3:] == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+
+
+# --------------------------------------------------------------------------- funnel_reached
+
+
+def reference_reached(journey: list[tuple[str, int]], stages: tuple[str, ...], mode: str, window: int | None) -> int:
+    """Funnel stages reached by one journey of (stage, seconds) steps in order, one step at a time:
+    strict walks the steps and advances on the next stage's step (with a window: stops at the first
+    such step more than `window` after the step that reached stage 1); any takes each stage's
+    first time and counts k while stages 1..k all have one and they lie within the window."""
+    if mode == "strict":
+        reached, start = 0, None
+        for stage, t in journey:
+            if reached < len(stages) and stage == stages[reached]:
+                if reached == 0:
+                    start = t
+                elif window is not None and t - start > window:
+                    break
+                reached += 1
+        return reached
+    firsts: dict[str, int] = {}
+    for stage, t in journey:
+        firsts.setdefault(stage, t)
+    reached = 0
+    for k in range(1, len(stages) + 1):
+        times = [firsts.get(stage) for stage in stages[:k]]
+        if None in times or (window is not None and max(times) - min(times) > window):
+            break
+        reached = k
+    return reached
+
+
+POOL = ("a", "b", "c", "x")
+journey_st = st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from([0, 0, 5, 60, 3600])), max_size=9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(journeys=st.lists(journey_st, min_size=1, max_size=6),
+       stages=st.lists(st.sampled_from(POOL[:3]), max_size=4).map(tuple),
+       mode=st.sampled_from(["strict", "any"]),
+       window=st.sampled_from([None, 0, 5, 60, 3665]))
+def test_funnel_reached_equals_a_step_by_step_reference(journeys, stages, mode, window):
+    """Random journeys (gaps of 0 s to 1 h, stages repeated or outside the funnel, funnels with a
+    stage twice or empty): every journey's count equals the reference's."""
+    timed = []
+    for journey in journeys:
+        t, steps = 0, []
+        for stage, gap in journey or [("x", 0)]:  # every journey has a step
+            t += gap
+            steps.append((stage, t))
+        timed.append(steps)
+    frame = pl.DataFrame(
+        [(j, stage, ts("2026-01-01") + timedelta(seconds=t)) for j, steps in enumerate(timed) for stage, t in steps],
+        schema={"journey_no": pl.Int64, "stage": pl.String, "ts": pl.Datetime("us", "UTC")}, orient="row",
+    )
+    got = funnel_reached(frame, stages, mode, window).to_list()
+    assert got == [reference_reached(steps, stages, mode, window) for steps in timed]

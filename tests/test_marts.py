@@ -385,7 +385,9 @@ def scenarios(draw, max_events=14):
     frame = events_frame(rows)
     positions = draw(st.permutations(range(1, n + 1)))
     frame = frame.with_columns(source_row=pl.Series(list(positions), dtype=pl.Int64))
+    stage_order = draw(st.sampled_from([FUNNEL, schema.DEFAULT_STAGES, ("consideration", "purchase")]))
     s = BuildSettings(
+        funnel_stages=stage_order,
         inactivity_timeout=draw(st.sampled_from([None, 1800])),
         max_length=draw(st.sampled_from([None, 7200, 86400])),
         journey_timeout=draw(st.sampled_from([None, 86400, 200000])),
@@ -399,7 +401,6 @@ def scenarios(draw, max_events=14):
         for key in ("tier", "region"):
             if draw(st.booleans()):
                 seg_rows.append((customer, key, draw(st.sampled_from(SEGMENT_VALUES))))
-    stage_order = draw(st.sampled_from([FUNNEL, schema.DEFAULT_STAGES, ("consideration", "purchase")]))
     return frame, s, as_of, (segments(seg_rows) if seg_rows else None), stage_order
 
 

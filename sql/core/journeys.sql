@@ -3,6 +3,9 @@
 -- the journey timeout before the as-of time), open (still within the timeout).
 -- visits, path, channels: made by the Polars build bucket by bucket, so views.journey_paths
 -- needs no ordered aggregate (which DuckDB holds in memory) over core.visits.
+-- funnel_reached: how many funnel stages (meta.funnel_stages) the journey reached by the
+-- funnel's mode and window, found by the Polars build while the journey's steps are in
+-- memory; marts.funnel counts journeys by it.
 create or replace table core.journeys as
 select
     j.journey_id,
@@ -15,5 +18,6 @@ select
     j.converted_at,
     j.visits,
     j.path,
-    j.channels
+    j.channels,
+    j.funnel_reached
 from _build_journeys as j;

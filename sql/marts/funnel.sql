@@ -6,27 +6,30 @@
 -- conversion_from_previous = journeys / journeys at the previous stage (the first
 -- stage: / all journeys); conversion_from_start = journeys / all journeys.
 -- Grain: segment_key, segment_value, stage_order. Contract: sql/marts/funnel.md
--- Which funnel stages each journey reached comes from the table scratch.funnel_reach
--- (journey_id, stage_order), made just before by pipeline.marts.funnel_reach: in strict
--- mode one join per stage, each spilling to disk as needed, so memory stays bounded.
+-- How many funnel stages each journey reached is core.journeys.funnel_reached, found by the
+-- Polars build one bucket at a time (pipeline.journeys): stages are reached as a prefix, so
+-- a journey counts at stage k when funnel_reached >= k. Journeys are counted per segment
+-- and funnel_reached first (few groups), then summed over the stages at or past k.
 create or replace table marts.funnel as
-with reach as (
-    select journey_id, stage_order from scratch.funnel_reach
-),
-journey_segments as (
-    select j.journey_id, s.segment_key, s.segment_value
+with journey_segments as (
+    select s.segment_key, s.segment_value, j.funnel_reached
     from core.journeys as j
     join core.customer_segments as s using (customer_id)
 ),
-totals as (
-    select segment_key, segment_value, count(*) as journeys
+by_reach as (
+    select segment_key, segment_value, funnel_reached, count(*) as journeys
     from journey_segments
     group by all
 ),
+totals as (
+    select segment_key, segment_value, cast(sum(journeys) as bigint) as journeys
+    from by_reach
+    group by all
+),
 reached as (
-    select js.segment_key, js.segment_value, r.stage_order, count(*) as journeys
-    from reach as r
-    join journey_segments as js using (journey_id)
+    select b.segment_key, b.segment_value, f.stage_order, cast(sum(b.journeys) as bigint) as journeys
+    from by_reach as b
+    join meta.funnel_stages as f on b.funnel_reached >= f.stage_order
     group by all
 ),
 grid as (
