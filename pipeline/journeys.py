@@ -219,26 +219,28 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
     df = split_sessions(ordered, settings)
     df = label_stages(df, settings.rules)
     steps = _number_steps(df, settings.level)
-    sessions = steps.group_by("session_no", maintain_order=True).agg(
-        session_key=pl.col("session_key").first(),
-        customer_id=pl.col("customer_id").first(),
-        journey_key=pl.col("journey_key").first(),
-        journey_no=pl.col("journey_no").first(),
-        started_at=pl.col("ts").min(),
-        ended_at=pl.col("ts").max(),
-        events=pl.len().cast(pl.Int64),
-        channels=pl.col("channel").unique().sort(),
-    )
-    goal_ts = pl.col("ts").filter(pl.col("stage") == settings.goal_stage).min()
-    journeys = steps.group_by("journey_no", maintain_order=True).agg(
-        journey_key=pl.col("journey_key").first(),
-        customer_id=pl.col("customer_id").first(),
-        started_at=pl.col("ts").min(),
-        ended_at=pl.col("ts").max(),
-        sessions=pl.col("session_no").n_unique().cast(pl.Int64),
-        events=pl.len().cast(pl.Int64),
-        converted_at=goal_ts,
-        last_node=pl.col("node").last(),
+    # sessions and journeys are runs of contiguous rows: their first and last rows hold what a
+    # group-by would find (time never decreases within a customer), read by two filters
+    row = pl.int_range(0, pl.len(), dtype=pl.Int64)
+    sessions = _runs(
+        steps.with_columns(_row=row), "session_no",
+        first={"session_no": "session_no", "session_key": "session_key", "customer_id": "customer_id",
+               "journey_key": "journey_key", "journey_no": "journey_no", "started_at": "ts", "_first_row": "_row"},
+        last={"ended_at": "ts", "_last_row": "_row"},
+    ).select(pl.exclude("_first_row", "_last_row"),
+             events=(pl.col("_last_row") - pl.col("_first_row") + 1).cast(pl.Int64),
+             channels=_distinct_sorted(steps, "session_no", "channel"))
+    journeys = _runs(
+        steps, "journey_no",
+        first={"journey_no": "journey_no", "journey_key": "journey_key", "customer_id": "customer_id",
+               "started_at": "ts", "_first_session": "session_no"},
+        last={"ended_at": "ts", "_last_session": "session_no", "events": "step_index", "last_node": "node"},
+    ).select(
+        "journey_no", "journey_key", "customer_id", "started_at", "ended_at",
+        sessions=(pl.col("_last_session") - pl.col("_first_session") + 1).cast(pl.Int64),
+        events=pl.col("events").cast(pl.Int64),
+        converted_at=_first_at(steps, pl.col("stage") == settings.goal_stage),
+        last_node="last_node",
     ).with_columns(funnel_reached(steps, settings.funnel_stages, settings.funnel_mode, settings.funnel_window))
     visits = derive_visits(steps)
     paths = _journey_paths(steps, visits)
@@ -347,6 +349,35 @@ def _number_steps(df: pl.DataFrame, level: str) -> pl.DataFrame:
     ).drop("_jstart", "_sstart", "_row", "_journey_no", "_session_no")
 
 
+def _runs(frame: pl.DataFrame, key: str, first: dict[str, str], last: dict[str, str]) -> pl.DataFrame:
+    """One row per run of equal `key` (each key's rows contiguous), in order: columns named by
+    `first`'s keys from the run's first row, then `last`'s from its last row (name -> column).
+    Two filters, where a group-by would hash every row."""
+    start = (pl.col(key) != pl.col(key).shift(1)).fill_null(True)
+    end = (pl.col(key) != pl.col(key).shift(-1)).fill_null(True)
+    firsts = frame.filter(start).select(**first)
+    lasts = frame.filter(end).select(**last)
+    return pl.concat([firsts, lasts], how="horizontal")
+
+
+def _first_at(steps: pl.DataFrame, condition: pl.Expr) -> pl.Series:
+    """A value per journey (journey_no order): the time of its first step where `condition`
+    holds, null when none does. `steps` in journey and step order."""
+    hits = steps.filter(condition).select("journey_no", "ts")
+    hits = hits.filter((pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True))
+    journeys = steps["journey_no"][-1] + 1 if steps.height else 0
+    return pl.Series(dtype=steps.schema["ts"]).extend_constant(None, journeys).scatter(hits["journey_no"], hits["ts"])
+
+
+def _distinct_sorted(frame: pl.DataFrame, key: str, column: str) -> pl.Series:
+    """A list per run of `key` (in order; every run has a row): the run's distinct values of
+    `column`, sorted. Deduplicated on the frame sorted by key and value: faster than a unique
+    and a sort per group."""
+    by_value = frame.select(key, column).sort(key, column)
+    first = (pl.col(key) != pl.col(key).shift(1)).fill_null(True) | (pl.col(column) != pl.col(column).shift(1)).fill_null(True)
+    return by_value.filter(first).group_by(key, maintain_order=True).agg(pl.col(column))[column]
+
+
 def _journey_paths(steps: pl.DataFrame, visits: pl.DataFrame) -> pl.DataFrame:
     """visits, path (the node of each visit, joined by PATH_SEP) and channels (sorted, distinct)
     of every journey, a row per journey in journey_no order. `steps` in journey and step order,
@@ -355,44 +386,37 @@ def _journey_paths(steps: pl.DataFrame, visits: pl.DataFrame) -> pl.DataFrame:
     paths = visits.group_by("journey_no", maintain_order=True).agg(
         visits=pl.len().cast(pl.Int64), path=pl.col("node"),
     ).with_columns(pl.col("path").list.join(PATH_SEP))
-    by_channel = steps.select("journey_no", "channel").sort("journey_no", "channel")
-    first_of_channel = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True) | (
-        pl.col("channel") != pl.col("channel").shift(1)
-    ).fill_null(True)
-    channels = by_channel.filter(first_of_channel).group_by("journey_no", maintain_order=True).agg(
-        channels=pl.col("channel"))
+    channels = _distinct_sorted(steps, "journey_no", "channel").alias("channels")
     # both have one row per journey (every journey has a step), in journey_no order
-    return pl.concat([paths, channels.drop("journey_no")], how="horizontal")
+    return paths.with_columns(channels)
 
 
 def derive_visits(steps: pl.DataFrame) -> pl.DataFrame:
     """core.visits: consecutive steps of a journey at the same node collapse into one visit.
     `steps` must be in journey and step order (as `_number_steps` leaves them)."""
-    entry = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True) | (
-        pl.col("node") != pl.col("node").shift(1)
-    ).fill_null(True)
-    numbered = steps.select(
-        "journey_no", "journey_key", "customer_id", "node", "ts", "step_index",
-        _visit_no=entry.cum_sum(),
-        _first_visit=pl.when(pl.col("step_index") == 1).then(entry.cum_sum()).forward_fill(),
+    new_journey = (pl.col("journey_no") != pl.col("journey_no").shift(1)).fill_null(True)
+    entry = new_journey | (pl.col("node") != pl.col("node").shift(1)).fill_null(True)
+    numbered = steps.select("journey_no", "journey_key", "customer_id", "node", "ts", "step_index",
+                            _visit_no=entry.cum_sum(), _new_journey=new_journey)
+    visits = _runs(
+        numbered, "_visit_no",
+        first={"journey_no": "journey_no", "journey_key": "journey_key", "_new_journey": "_new_journey",
+               "customer_id": "customer_id", "node": "node", "entered_at": "ts", "first_step_index": "step_index"},
+        last={"left_at": "ts", "last_step_index": "step_index"},
     )
-    return numbered.group_by("_visit_no", maintain_order=True).agg(
-        journey_no=pl.col("journey_no").first(),
-        journey_key=pl.col("journey_key").first(),
-        visit_index=(pl.col("_visit_no").first() - pl.col("_first_visit").first() + 1).cast(pl.Int32),
-        customer_id=pl.col("customer_id").first(),
-        node=pl.col("node").first(),
-        entered_at=pl.col("ts").first(),
-        left_at=pl.col("ts").last(),
-        events=pl.len().cast(pl.Int64),
-        first_step_index=pl.col("step_index").first(),
-        last_step_index=pl.col("step_index").last(),
+    row = pl.int_range(0, pl.len(), dtype=pl.Int32)
+    return visits.select(
+        "journey_no", "journey_key",
+        visit_index=row - pl.when(pl.col("_new_journey")).then(row).forward_fill() + 1,
+        customer_id="customer_id", node="node", entered_at="entered_at", left_at="left_at",
+        events=(pl.col("last_step_index") - pl.col("first_step_index") + 1).cast(pl.Int64),
+        first_step_index="first_step_index", last_step_index="last_step_index",
     ).with_columns(
         repeats=pl.col("events") - 1,
         # the journey's first visit of the node: marts count distinct journeys per node with a
         # filter on it, not a group-by of every visit by journey (docs/metrics.md)
         is_first_in_journey=pl.struct("journey_no", "node").is_first_distinct(),
-    ).drop("_visit_no")
+    )
 
 
 def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
