@@ -134,6 +134,26 @@ def test_drop_off_journeys_are_dropped_journeys_ending_at_the_node(sample):
     assert checked > 0
 
 
+def test_drop_off_journeys_table_is_every_dropped_journey_at_the_top_nodes(sample):
+    """marts.drop_off_journeys, whole: recomputed with Polars from core.journeys (dropped ones, their
+    ended_at), core.visits (the node of the last visit) and the segments, for the top-10 nodes of
+    marts.drop_offs. The mart reads neither of the first two (it reads the terminal moves)."""
+    con = sample["con"]
+    journeys = con.sql("select j.journey_id, j.customer_id, j.ended_at, s.segment_key, s.segment_value from core.journeys as j "
+                       "join core.customer_segments as s using (customer_id) where j.status = 'dropped'").pl()
+    last_visit = con.sql("select journey_id, node, visit_index from core.visits").pl().sort("visit_index").group_by(
+        "journey_id").agg(node=pl.col("node").last())
+    top = con.sql("select level, segment_key, segment_value, rank, node from marts.drop_offs "
+                  "where rank <= 10 and drop_offs > 0").pl()
+    want = top.join(journeys.join(last_visit, on="journey_id"), on=["segment_key", "segment_value", "node"]).select(
+        "level", "segment_key", "segment_value", "rank", "node", "journey_id", "customer_id", "ended_at")
+    got = con.sql("select * from marts.drop_off_journeys").pl()
+    assert got.columns == want.columns
+    assert want.height > 100
+    key = ["level", "segment_key", "segment_value", "rank", "journey_id"]
+    assert got.sort(key).equals(want.sort(key))
+
+
 KEPT = 1000  # moves or visits kept per bottleneck in marts.bottleneck_journeys (sql/marts/bottleneck_journeys.sql)
 
 

@@ -5,11 +5,11 @@ create or replace table marts.drop_off_journeys as
 with top as (
     select * from marts.drop_offs where rank <= 10 and drop_offs > 0
 ),
-dropped as (  -- a dropped journey's terminal move leaves from the node of its last visit
-    select m.journey_id, m.customer_id, m.from_node as node, j.ended_at
-    from core.moves as m
-    join (select journey_id, ended_at from core.journeys where status = 'dropped') as j using (journey_id)
-    where m.to_node = 'DROPPED'
+dropped as (  -- a dropped journey's terminal move leaves from the node of its last visit, at
+               -- the time of its last event (core.moves.ts): no join to core.journeys
+    select journey_id, customer_id, from_node as node, ts as ended_at
+    from core.moves
+    where to_node = 'DROPPED'
 )
 select t.level, t.segment_key, t.segment_value, t.rank, t.node, d.journey_id, d.customer_id, d.ended_at
 from top as t
