@@ -102,8 +102,8 @@ def _memory_limit(ctx, param, value: str | None) -> str | None:
 
 memory_limit_option = click.option(
     "--memory-limit", "memory_limit", metavar="SIZE", callback=_memory_limit,
-    help="The run's memory budget, e.g. 4GiB, at least 700MiB, and for a build at least 42 bytes an "
-         "event (4GiB for 100M events; a smaller one is refused before the build starts): DuckDB gets "
+    help="The run's memory budget, e.g. 4GiB, at least 700MiB, and for a build at least 20 bytes an "
+         "event (2GiB for 100M events; a smaller one is refused before the build starts): DuckDB gets "
          "half (less under 800MiB) and spills to disk beyond it, the build's buckets are sized to 40% "
          "or less (default: engine.memory_limit, else 60% of the physical memory, at most 4 GiB).")
 

@@ -128,17 +128,14 @@ def memory_limit_problem(value: str) -> str | None:
     return None
 
 
-# DuckDB memory the marts need per event of the core: their group-bys over core.moves (a group
-# per customer, journey and edge, about one per event) need their hash tables mostly in memory
-# even when they spill. Measured on the benchmark's 100M events: the first of them
-# (marts.transitions' journeys per customer and edge) ran out of memory with DuckDB at 768 MiB
-# and 1.5 GiB (budgets 1536MiB, 3GiB) and completed at 2 GiB (the default 4GiB, as did the whole
-# build); on 10M events a whole build completed with DuckDB at 200 MB (budget 400MiB).
-# 21 bytes an event is the least figure that fits both completions. Measured before the distinct
-# counts became flags set by the build (core.moves.is_first_in_journey ...), which removed that
-# group-by. Measured again at 100M since: a build failed at 2GiB and at 3GiB (now in marts.funnel's
-# reach per stage) and holds at 4GiB, so the figure stands (docs/scaling.md).
-MARTS_DUCKDB_BYTES_PER_EVENT = 21
+# DuckDB memory a build needs per event of the core: the marts' and flow laws' passes over
+# core.moves and core.steps hold part of their hash tables in memory even when they spill.
+# Measured on the benchmark's 100M events by building at smaller budgets and mending what ran
+# out of memory each time (docs/scaling.md has every run): a whole build now completes at a 2GiB
+# budget (DuckDB at 1 GiB, 10.7 bytes an event; 21:53, peak RSS 1.91 GiB) and, on 10M events,
+# at 700MiB. 10 bytes an event makes 2GiB the least budget for 100M events (2,000,000,000
+# bytes, named as 2GiB); between the measured sizes the figure is interpolated.
+MARTS_DUCKDB_BYTES_PER_EVENT = 10
 
 
 def least_budget(events: int) -> int:

@@ -173,18 +173,18 @@ def test_duckdb_gets_half_the_budget_and_on_a_small_one_what_the_process_leaves(
 
 
 def test_the_least_budget_grows_with_the_events():
-    """Hand-computed: DuckDB needs 21 bytes an event for the marts and gets half the budget (a
-    budget of 4,200,000,000 bytes for 100M events, within the default 4GiB that built them),
-    never less than 700MiB."""
+    """Hand-computed: DuckDB needs 10 bytes an event for the marts and gets half the budget (a
+    budget of 2,000,000,000 bytes for 100M events, within the 2GiB a whole 100M build was
+    measured to hold to), never less than 700MiB."""
     least = pipeline.warehouse.least_budget
-    assert least(0) == least(10_000_000) == 700 << 20  # 10M: 420 MB, under the floor
-    assert least(100_000_000) == 4_200_000_000 <= 4 << 30
-    assert least(150_000_000) == 6_300_000_000
-    assert pipeline.warehouse.budget_too_small(100_000_000, 4 << 30) is None
+    assert least(0) == least(10_000_000) == least(30_000_000) == 700 << 20  # 30M: DuckDB 300 MB of 700MiB
+    assert least(100_000_000) == 2_000_000_000 <= 2 << 30
+    assert least(150_000_000) == 3_000_000_000
+    assert pipeline.warehouse.budget_too_small(100_000_000, 2 << 30) is None
     problem = pipeline.warehouse.budget_too_small(100_000_000, 1 << 30)
-    assert "building 100,000,000 events needs a memory budget of at least 4GiB" in problem
-    assert "Fix: give --memory-limit 4GiB" in problem
-    assert "at least 6GiB" in pipeline.warehouse.budget_too_small(150_000_000, 4 << 30)
+    assert "building 100,000,000 events needs a memory budget of at least 2GiB" in problem
+    assert "Fix: give --memory-limit 2GiB" in problem
+    assert "at least 3GiB" in pipeline.warehouse.budget_too_small(150_000_000, 2 << 30)
 
 
 def test_a_budget_too_small_for_the_events_stops_the_build_before_it_starts(tmp_path, monkeypatch):
