@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +18,25 @@ from pipeline.journeys import BuildSettings, build_journeys
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
-SHARED = ROOT.parent / "shared"
+
+
+def _shared_dir() -> Path:
+    """The team's shared folder (real logs for the peer comparisons): $JOURNEYS_SHARED, else
+    `shared/` beside the checkout, else, in a clone made elsewhere (a temp folder), beside the
+    local repository it was cloned from."""
+    if os.environ.get("JOURNEYS_SHARED"):
+        return Path(os.environ["JOURNEYS_SHARED"])
+    beside = ROOT.parent / "shared"
+    if beside.exists():
+        return beside
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir() and (Path(origin).resolve().parent / "shared").exists():
+        return Path(origin).resolve().parent / "shared"
+    return beside
+
+
+SHARED = _shared_dir()
 REALLOGS = SHARED / "reallogs"
 JOURNEYS_BIN = Path(sys.executable).parent / "journeys"
 
