@@ -83,6 +83,7 @@ PHASES = [  # module, function, phase name
     (marts, "clear_core", "drop the old core tables (+ checkpoint)"),
     (buckets, "split_buckets", "split staging.events into bucket files (DuckDB)"),
     (buckets, "read_split_bucket", "read the bucket files (Polars)"),
+    (buckets, "read_bucket", "read each bucket by a scan of staging.events (DuckDB)"),
     (journeys, "build_journeys", "sessionize + label the buckets (Polars, build_journeys)"),
     (journeys, "funnel_reached", "funnel stages each journey reached (Polars, in build_journeys)"),
     (marts, "with_ids", "journey and session ids (md5 in DuckDB)"),

@@ -45,25 +45,27 @@ def staged(events: pl.DataFrame) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def built(scenario, n: int) -> duckdb.DuckDBPyConnection:
-    """Core and marts of a scenario, built in n buckets from staging.events."""
+def built(scenario, n: int, split: bool | None = None) -> duckdb.DuckDBPyConnection:
+    """Core and marts of a scenario, built in n buckets from staging.events (read by a scan per
+    bucket, or from bucket files when `split`)."""
     events, s, as_of, seg, stage_order = scenario
     con = staged(events)
     keys = sorted(set(seg["segment_key"])) if seg is not None and seg.height else []
     marts.write_settings(con, marts.MartSettings(level=s.level, goal_stage=s.goal_stage, funnel_stages=tuple(stage_order),
                                                  segment_keys=keys, journey_timeout=s.journey_timeout), as_of)
-    buckets.build_core(con, s, as_of, n)
+    buckets.build_core(con, s, as_of, n, split=split)
     marts.finish_core(con, seg)
     marts.build_marts(con)
     return con
 
 
 @SETTINGS
-@given(scenario=scenarios(max_events=20), n=st.integers(2, 6))
-def test_any_number_of_buckets_gives_the_same_core_and_marts(scenario, n):
-    one, many = built(scenario, 1), built(scenario, n)
+@given(scenario=scenarios(max_events=20), n=st.integers(2, 6), split=st.booleans())
+def test_any_number_of_buckets_gives_the_same_core_and_marts(scenario, n, split):
+    """Whether the buckets are read by scans of staging.events or from the split's files."""
+    one, many = built(scenario, 1), built(scenario, n, split)
     for table in CORE + MARTS:
-        assert rows(many, table) == rows(one, table), f"{table} differs with {n} buckets"
+        assert rows(many, table) == rows(one, table), f"{table} differs with {n} buckets (split: {split})"
 
 
 @SETTINGS
@@ -232,6 +234,44 @@ def test_a_full_rebuild_reuses_the_space_of_the_core_it_replaces(tmp_path):
     con.close()
     assert first > 30_000_000
     assert path.stat().st_size < 1.2 * first
+
+
+def test_a_scan_per_bucket_reads_the_same_events_as_the_split(tmp_path):
+    """read_bucket (a filtered scan) gives bucket b exactly the events the split writes to b,
+    and those are the events whose customer DuckDB hashes to b; together every event once."""
+    n, n_events = 5, 2000
+    con = warehouse.connect(":memory:")
+    con.execute(
+        "insert into staging.events (event_id, customer_id, ts, channel, event_type, source, source_file, source_row) "
+        "select 'e' || i, 'c' || (i % 97), timestamptz '2026-01-01' + to_seconds(i), 'web', 'view', 's', 'f', i "
+        "from range(?) t(i)", [n_events])
+    buckets.split_buckets(con, tmp_path / "events", n)
+    expected = dict(con.execute(
+        "select hash(customer_id) % ? as b, list(event_id order by event_id) from staging.events group by b", [n]).fetchall())
+    seen = 0
+    for b in range(n):
+        scanned = buckets.read_bucket(con, b, n)
+        from_file = buckets.read_split_bucket(tmp_path / "events", b)
+        assert scanned.schema == from_file.schema
+        assert scanned.sort("event_id").equals(from_file.sort("event_id"))
+        assert scanned["event_id"].sort().to_list() == expected.get(b, [])
+        seen += scanned.height
+    assert seen == n_events
+
+
+@pytest.mark.parametrize("n, splits", [(2, False), (buckets.SCAN_MAX_BUCKETS, False), (buckets.SCAN_MAX_BUCKETS + 1, True)])
+def test_the_events_are_split_into_files_only_above_scan_max_buckets(monkeypatch, n, splits):
+    """The rule build_core follows by default; the result is the same either way (above)."""
+    events = events_frame([(f"c{i}", ts(f"2026-01-01 {10 + i % 8}:00"), "web", "page_view") for i in range(60)])
+    s = BuildSettings(rules=(StageRule(id="a", stage="awareness", event_type=("page_view",)),))
+    as_of = ts("2026-01-02 00:00")
+    con = staged(events)
+    calls = []
+    real = buckets.split_buckets
+    monkeypatch.setattr(buckets, "split_buckets", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    buckets.build_core(con, s, as_of, n)
+    assert calls == ([n] if splits else [])
+    assert con.execute("select count(*) from core.steps").fetchall()[0][0] == events.height
 
 
 def test_split_passes_by_events_and_duckdb_limit():
