@@ -81,24 +81,25 @@ def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, bu
     return max(1, math.ceil(events / events_per_bucket(budget)))
 
 
-def read_events(con: duckdb.DuckDBPyConnection, only_affected: bool = False, known_only: bool = False) -> pl.DataFrame:
-    """The events the build reads, all in one frame (a build in one bucket): staging.events,
-    or only the customers in the temp table _affected_customers when `only_affected`."""
-    from pipeline import marts
-
-    return con.sql(marts.events_sql(only_affected, known_only)).pl()
+def bucket_sql(buckets: int) -> str:
+    """The SQL expression of a customer's bucket among `buckets`, the one place it is written:
+    read_bucket and split_buckets must agree on it. The number goes into the SQL as an int
+    (never a config value): bound as a parameter, DuckDB did not push read_bucket's filter into
+    the scan, and 10 scans of the 10M events took 18.6 s, not 3.1."""
+    return f"hash(customer_id) % {int(buckets)}"
 
 
 def read_bucket(con: duckdb.DuckDBPyConnection, bucket: int, buckets: int, only_affected: bool = False,
                 known_only: bool = False) -> pl.DataFrame:
     """The events of bucket `bucket` of `buckets`, by a scan of staging.events that keeps the
-    customers hashing to it: the same hash and modulus as split_buckets, so the same bucket."""
+    customers hashing to it (bucket_sql, as split_buckets); with one bucket, every event the
+    build reads: staging.events, or only the customers in the temp table _affected_customers
+    when `only_affected`, only known customers when `known_only`."""
     from pipeline import marts
 
-    # the numbers are written into the SQL (ints, never config values): with them bound as
-    # parameters DuckDB did not push the filter into the scan, and 10 scans took 18.6 s, not 3.1
-    query = (f"select * from ({marts.events_sql(only_affected, known_only)}) "
-             f"where hash(customer_id) % {int(buckets)} = {int(bucket)}")
+    query = marts.events_sql(only_affected, known_only)
+    if buckets > 1:
+        query = f"select * from ({query}) where {bucket_sql(buckets)} = {int(bucket)}"
     frame = con.sql(query).pl()
     return frame.select(list(schema.EVENTS_SCHEMA)).cast(schema.EVENTS_SCHEMA)
 
@@ -126,7 +127,7 @@ def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, on
     for first in range(0, buckets, per_pass):
         # each pass writes its own bucket folders: append only adds files beside the others
         con.execute(
-            f"copy (select * from (select *, hash(customer_id) % {int(buckets)} as bucket from ({query})) "
+            f"copy (select * from (select *, {bucket_sql(buckets)} as bucket from ({query})) "
             f"where bucket >= {int(first)} and bucket < {int(first + per_pass)}) "
             f"to '{target}' (format parquet, partition_by (bucket), compression zstd, append)"
         )
@@ -176,10 +177,8 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
                 with warehouse.failing_in(f"in bucket {b + 1} of {buckets}"):
                     if split:
                         events = read_split_bucket(folder, b)
-                    elif buckets > 1:
-                        events = read_bucket(con, b, buckets, only_affected, known_only)
                     else:
-                        events = read_events(con, only_affected, known_only)
+                        events = read_bucket(con, b, buckets, only_affected, known_only)
                     core = build_journeys(events, settings, as_of)
                     del events
                     marts.write_core(con, core)
