@@ -8,7 +8,9 @@ For each size (e.g. 1M, 10M, 100M events) it
 3. measures, each in its own process under `/usr/bin/time -v` (wall clock and
    maximum resident set size), with a watchdog that kills the process group
    above a memory cap or after a timeout:
-   - `journeys build` (staging -> marts),
+   - `journeys build` (staging -> marts), at the default memory budget, and again
+     at `--memory-limit 1.5GB` (issue 5's memory target) on a copy of the same
+     freshly ingested warehouse, where a build of that many events holds to it,
    - pm4py on its Polars backend (peers/pm4py_polars.py),
    - one DuckDB SQL query (peers/duckdb_sql.py),
    - the floor: Polars reading and sorting the four needed columns (peers/floor_polars.py);
@@ -62,6 +64,10 @@ PEER_SCRIPTS = {
 }
 FLOOR = "floor: Polars read + sort"
 BUILD = "journeys build"
+# the build again at the memory of issue 5's target (1.5 GB peak at 10M events), on a copy of the
+# same freshly ingested warehouse: what the time is when the budget asks for that memory
+BOUNDED_LIMIT = "1.5GB"
+BOUNDED = f"journeys build --memory-limit {BOUNDED_LIMIT}"
 SPARK = "journeys build --engine spark (local[2])"
 INGEST = "journeys ingest"
 GENERATE = "generate (journeys sample --events)"
@@ -285,6 +291,31 @@ def compare_edges(ours: dict, theirs: dict, wait_tolerance: float) -> list[str]:
 # --------------------------------------------------------------------------- one size
 
 
+BOUNDED_FOLDER = "warehouse-bounded"
+
+
+def bounded_copy(folder: Path, events: int) -> Path | None:
+    """A copy of the freshly ingested warehouse of `folder` for the build at BOUNDED_LIMIT, and a
+    config beside journeys.toml whose outputs are in it; None when journeys refuses a build of
+    `events` events at that budget (it needs warehouse.least_budget), so there is nothing to time."""
+    from pipeline import warehouse as wh
+
+    if wh.least_budget(events) > wh.parse_size(BOUNDED_LIMIT):
+        return None
+    target = folder / BOUNDED_FOLDER
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    shutil.copy2(folder / "warehouse" / "journeys.duckdb", target / "journeys.duckdb")
+    text = (folder / "journeys.toml").read_text(encoding="utf-8")
+    # the outputs of `journeys sample`'s config, all four under warehouse/ (checked, so a change
+    # to that config cannot let this build overwrite the default one's warehouse)
+    if text.count('= "warehouse/') != 4:
+        raise SystemExit(f"{folder / 'journeys.toml'}: expected its four outputs under warehouse/")
+    config = folder / "journeys-bounded.toml"
+    config.write_text(text.replace('= "warehouse/', f'= "{BOUNDED_FOLDER}/'), encoding="utf-8")
+    return config
+
+
 def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_seconds: float, log=print,
              spark: bool = False) -> list[Measurement]:
     label = size_label(events)
@@ -323,6 +354,7 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
     results.append(ingest)
     reference, reference_tool, reference_name = None, None, "ours"
     if ingest.status == "ok":
+        bounded_config = bounded_copy(folder, events)
         log(f"[{label}] {BUILD}")
         build = measure(BUILD, events, [JOURNEYS, "build", "--config", str(config), "--json"], logs, cap_bytes,
                         timeout_seconds, env)
@@ -330,6 +362,19 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
         if build.status == "ok":
             reference = our_edges(warehouse / "journeys.duckdb", folder / "edges" / "journeys.csv")
             build.edges = len(reference)
+        if bounded_config is not None:
+            log(f"[{label}] {BOUNDED}")
+            m = measure(BOUNDED, events, [JOURNEYS, "build", "--config", str(bounded_config), "--memory-limit",
+                                          BOUNDED_LIMIT, "--json"], logs, cap_bytes, timeout_seconds, env)
+            if m.status == "ok" and reference is not None:
+                theirs = our_edges(folder / BOUNDED_FOLDER / "journeys.duckdb", folder / "edges" / "journeys_bounded.csv")
+                m.edges = len(theirs)
+                problems = compare_edges(reference, theirs, 1e-9)
+                m.status, m.detail = ("error", f"edges differ from the default budget's in {len(problems)} place(s): "
+                                      + "; ".join(problems[:5])) if problems else (
+                                      "ok", f"edges equal the default budget's ({len(theirs)} edges)")
+            results.append(m)
+            shutil.rmtree(folder / BOUNDED_FOLDER, ignore_errors=True)  # a whole warehouse: the disk is needed
     for tool, (script, tolerance, note) in PEER_SCRIPTS.items():
         log(f"[{label}] {tool}")
         out = folder / "edges" / script.replace(".py", ".csv")
@@ -531,6 +576,12 @@ def acceptance(data: dict) -> list[str]:
         met = ratio <= 2 and gb <= 1.5 and faster
         items.append(f"1. 10M: journeys build {ratio:.2f}× the floor (≤ 2), {gb:.2f} GB peak (≤ 1.5), "
                      f"faster than every peer: {'yes' if faster else 'no'}. {verdict(met)}")
+        bounded = row(10**7, BOUNDED)
+        if ok(bounded):
+            b_ratio, b_gb = bounded["wall_seconds"] / floor["wall_seconds"], bounded["peak_rss_bytes"] / 1e9
+            items.append(f"   At `--memory-limit {BOUNDED_LIMIT}` the same build took {b_ratio:.2f}× the floor, "
+                         f"{b_gb:.2f} GB peak: the memory target {'held' if b_gb <= 1.5 else 'missed'}, "
+                         f"{bounded['wall_seconds'] / ten['wall_seconds']:.2f}× the default budget's time.")
     else:
         items.append(f"1. 10M: build ≤ 2× floor, ≤ 1.5 GB, faster than every peer. {verdict(None)}"
                      + (f" (journeys build: {ten['status']})" if ten else ""))
@@ -556,7 +607,7 @@ def render_chart(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tools = [t for t in [BUILD, SPARK, *PEER_SCRIPTS, FLOOR, INGEST]]
+    tools = [t for t in [BUILD, BOUNDED, SPARK, *PEER_SCRIPTS, FLOOR, INGEST]]
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.5))
     for tool in tools:
         points = sorted((r["events"], r["wall_seconds"], r["peak_rss_bytes"]) for r in data["results"]

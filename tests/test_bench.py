@@ -96,11 +96,16 @@ def test_harness_end_to_end_on_tiny_data(tiny_bench):
     """The real harness on 10k events: every tool runs, every peer's edges equal ours, and the
     docs (JSON, Markdown with the reproduce command, chart) are written, and can be written
     again from the JSON alone."""
-    _, docs = tiny_bench
+    data_root, docs = tiny_bench
     data = json.loads((docs / "benchmarks.json").read_text())
     by_tool = {r["tool"]: r for r in data["results"]}
-    assert list(by_tool) == [bench.GENERATE, bench.INGEST, bench.BUILD, *bench.PEER_SCRIPTS, bench.FLOOR]
+    assert list(by_tool) == [bench.GENERATE, bench.INGEST, bench.BUILD, bench.BOUNDED, *bench.PEER_SCRIPTS, bench.FLOOR]
     assert all(r["status"] == "ok" for r in by_tool.values()), by_tool
+    # the build at the bounded budget ran on its own copy of the warehouse (removed after), with the
+    # budget on its command line, and its edges were compared with the default budget's
+    assert f"--memory-limit {bench.BOUNDED_LIMIT}" in by_tool[bench.BOUNDED]["command"]
+    assert by_tool[bench.BOUNDED]["detail"] == f"edges equal the default budget's ({by_tool[bench.BUILD]['edges']} edges)"
+    assert not (data_root / "10k" / bench.BOUNDED_FOLDER).exists()
     for peer in bench.PEER_SCRIPTS:
         assert by_tool[peer]["detail"].startswith("edges equal ours"), by_tool[peer]
         assert by_tool[peer]["edges"] == by_tool[bench.BUILD]["edges"] > 20
@@ -159,3 +164,10 @@ def test_machine_names_the_checkout_it_measures():
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     assert head.stdout.strip().startswith(host["commit"].removesuffix("-dirty"))
+
+
+def test_the_bounded_build_is_left_out_where_journeys_refuses_its_budget(tmp_path):
+    """At 100M events a build needs a 2GiB budget (20 bytes an event, `journeys build --help`), so
+    the 1.5GB build is not run there: nothing is copied, no config is written."""
+    assert bench.bounded_copy(tmp_path, 100_000_000) is None
+    assert list(tmp_path.iterdir()) == []
