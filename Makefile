@@ -53,11 +53,14 @@ bench: $(UV)
 	$(VENV)/bin/python benchmarks/run.py --sizes $(SIZES)
 
 # where journeys build spends its time, phase by phase, on a size the benchmark has ingested:
-# make profile SIZE=10M (works on a copy of build/bench/<size>/warehouse, deleted after)
+# make profile SIZE=10M [MEMORY_LIMIT=1.5GB] (works on a copy of build/bench/<size>/warehouse,
+# deleted after; MEMORY_LIMIT as journeys build --memory-limit)
 SIZE ?= 10M
+MEMORY_LIMIT ?=
 profile: $(UV)
 	$(UV) sync --frozen --inexact --extra bench --python $(PY)
-	$(VENV)/bin/python benchmarks/profile_build.py --config build/bench/$(SIZE)/journeys.toml
+	$(VENV)/bin/python benchmarks/profile_build.py --config build/bench/$(SIZE)/journeys.toml \
+		$(if $(MEMORY_LIMIT),--memory-limit $(MEMORY_LIMIT))
 
 lock: $(UV)
 	$(UV) lock --python $(PY)

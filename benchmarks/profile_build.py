@@ -20,6 +20,7 @@ Not a test, and not part of `journeys`: it wraps the package's functions to time
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -95,8 +96,13 @@ PHASES = [  # module, function, phase name
 ]
 
 
-def profile(config_path: Path, buckets_given: int | None) -> dict:
+def profile(config_path: Path, buckets_given: int | None, memory_limit: str | None = None) -> dict:
     config = load_config(config_path)
+    if memory_limit:  # as journeys build --memory-limit: the budget of the build, over the config's
+        problem = warehouse.memory_limit_problem(memory_limit)
+        if problem:
+            raise SystemExit(f"--memory-limit: {problem}")
+        config = dataclasses.replace(config, memory_limit=memory_limit)
     if not config.warehouse.exists():
         raise SystemExit(f"{config.warehouse}: no warehouse; run `journeys ingest --config {config_path}` "
                          "(or benchmarks/run.py) first")
@@ -135,12 +141,14 @@ def profile(config_path: Path, buckets_given: int | None) -> dict:
     total = time.perf_counter() - started
     rows = [{"phase": name, "seconds": round(phases.wall[name], 2), "cpu_seconds": round(phases.cpu[name], 2),
              "calls": phases.calls[name]} for name in phases.order]
-    return {"config": str(config_path), "buckets": counts["buckets"], "steps": counts["steps"],
+    return {"config": str(config_path), "memory_limit": config.memory_limit or warehouse.default_memory_limit(),
+            "buckets": counts["buckets"], "steps": counts["steps"],
             "total_seconds": round(total, 2), "phases": rows}
 
 
 def markdown(result: dict) -> str:
-    lines = [f"`journeys build` phases for {result['config']} ({result['steps']:,} steps, {result['buckets']} buckets): "
+    lines = [f"`journeys build` phases for {result['config']} ({result['steps']:,} steps, {result['buckets']} buckets, "
+             f"budget {result['memory_limit']}): "
              f"{result['total_seconds']} s in all",
              "", "| phase | calls | wall s | CPU s | share |", "| --- | ---: | ---: | ---: | ---: |"]
     total = result["total_seconds"] or 1
@@ -160,9 +168,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="a config whose warehouse holds staging.events")
     parser.add_argument("--buckets", type=int, default=None, help="as journeys build --buckets (default: chosen)")
+    parser.add_argument("--memory-limit", default=None, help="as journeys build --memory-limit (default: the config's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    result = profile(args.config, args.buckets)
+    result = profile(args.config, args.buckets, args.memory_limit)
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -134,7 +134,8 @@ def test_build_profile_accounts_for_the_build_and_leaves_the_warehouse_alone(tin
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
     out = tmp_path / "profile.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_build.py"), "--config", str(config),
-                           "--buckets", "3", "--json", str(out)], capture_output=True, text=True, timeout=300)
+                           "--buckets", "3", "--memory-limit", "900MiB", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
     assert after == before
@@ -142,6 +143,7 @@ def test_build_profile_accounts_for_the_build_and_leaves_the_warehouse_alone(tin
     with duckdb.connect(str(folder / "journeys.duckdb"), read_only=True) as con:
         events = con.execute("select count(*) from staging.events").fetchall()[0][0]
     assert result["steps"] == events > 9000 and result["buckets"] == 3
+    assert result["memory_limit"] == "900MiB" and "budget 900MiB" in done.stdout
     phases = {r["phase"]: r for r in result["phases"]}
     assert phases["sessionize + label the buckets (Polars, build_journeys)"]["calls"] == 3
     assert phases["append the buckets to the five core tables (DuckDB)"]["calls"] == 3
