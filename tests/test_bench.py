@@ -173,3 +173,14 @@ def test_the_bounded_build_is_left_out_where_journeys_refuses_its_budget(tmp_pat
     the 1.5GB build is not run there: nothing is copied, no config is written."""
     assert bench.bounded_copy(tmp_path, 100_000_000) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bounded_build_never_writes_over_the_default_warehouse(tmp_path):
+    """A config whose outputs are not all under warehouse/ stops the benchmark before anything is
+    copied: the second build could otherwise write into the first build's outputs."""
+    (tmp_path / "warehouse").mkdir()
+    (tmp_path / "warehouse" / "journeys.duckdb").write_bytes(b"not read")
+    (tmp_path / "journeys.toml").write_text('[output]\nwarehouse = "warehouse/journeys.duckdb"\nreport = "elsewhere/r.html"\n')
+    with pytest.raises(SystemExit, match="expected its four outputs under warehouse/"):
+        bench.bounded_copy(tmp_path, 10_000)
+    assert not (tmp_path / bench.BOUNDED_FOLDER).exists() and not (tmp_path / "journeys-bounded.toml").exists()
