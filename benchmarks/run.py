@@ -291,6 +291,18 @@ def compare_edges(ours: dict, theirs: dict, wait_tolerance: float) -> list[str]:
 # --------------------------------------------------------------------------- one size
 
 
+def judge_edges(m: Measurement, reference: dict, theirs: dict, tolerance: float, name: str, note: str = "") -> None:
+    """m's edges, and its status and detail: an error when `theirs` differ from `reference` (called
+    `name` in the detail), else a note that they are equal."""
+    m.edges = len(theirs)
+    problems = compare_edges(reference, theirs, tolerance)
+    if problems:
+        m.status = "error"
+        m.detail = f"edges differ from {name} in {len(problems)} place(s): " + "; ".join(problems[:5])
+    else:
+        m.detail = f"edges equal {name} ({len(theirs)} edges)" + (f"; {note}" if note else "")
+
+
 BOUNDED_FOLDER = "warehouse-bounded"
 
 
@@ -368,11 +380,7 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
                                           BOUNDED_LIMIT, "--json"], logs, cap_bytes, timeout_seconds, env)
             if m.status == "ok" and reference is not None:
                 theirs = our_edges(folder / BOUNDED_FOLDER / "journeys.duckdb", folder / "edges" / "journeys_bounded.csv")
-                m.edges = len(theirs)
-                problems = compare_edges(reference, theirs, 1e-9)
-                m.status, m.detail = ("error", f"edges differ from the default budget's in {len(problems)} place(s): "
-                                      + "; ".join(problems[:5])) if problems else (
-                                      "ok", f"edges equal the default budget's ({len(theirs)} edges)")
+                judge_edges(m, reference, theirs, 1e-9, "the default budget's")
             elif m.status == "ok":
                 m.detail = "edges not checked: the build at the default budget did not finish"
             results.append(m)
@@ -393,12 +401,7 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
             else:
                 if reference_tool is not None:
                     tolerance = max(tolerance, PEER_SCRIPTS[reference_tool][1])
-                problems = compare_edges(reference, theirs, tolerance)
-                if problems:
-                    m.status = "error"
-                    m.detail = f"edges differ from {reference_name} in {len(problems)} place(s): " + "; ".join(problems[:5])
-                else:
-                    m.detail = f"edges equal {reference_name} ({len(theirs)} edges)" + (f"; {note}" if note else "")
+                judge_edges(m, reference, theirs, tolerance, reference_name, note)
         results.append(m)
     log(f"[{label}] {FLOOR}")
     results.append(measure(FLOOR, events, [PYTHON, str(PEERS / "floor_polars.py"), "--events", glob], logs, cap_bytes,
@@ -411,13 +414,7 @@ def run_size(events: int, data_root: Path, seed: int, cap_bytes: int, timeout_se
                     cap_bytes, timeout_seconds, spark_env)
         if m.status == "ok" and reference is not None and reference_tool is None:
             theirs = our_edges(warehouse / "journeys.duckdb", folder / "edges" / "journeys_spark.csv")
-            m.edges = len(theirs)
-            problems = compare_edges(reference, theirs, 1e-9)
-            if problems:
-                m.status = "error"
-                m.detail = f"edges differ from the local engine's in {len(problems)} place(s): " + "; ".join(problems[:5])
-            else:
-                m.detail = f"edges equal the local engine's ({len(theirs)} edges)"
+            judge_edges(m, reference, theirs, 1e-9, "the local engine's")
         results.append(m)
     return results
 
