@@ -35,6 +35,13 @@ BYTES_PER_EVENT = 1600
 # the buckets and PROCESS_BYTES, at MARGINAL_BYTES_PER_EVENT. From about 3.4 GiB up (so at the
 # default 4 GiB) the BYTES_PER_EVENT rule is the smaller one and decides alone.
 PROCESS_BYTES = 200 << 20
+# Those figures are of events without properties. A stage rule on properties makes the build
+# read them (BuildSettings.reads_properties), and a bucket then holds about two copies of each
+# event's properties at its peak (the frame read from DuckDB, and the sorted one): on 1M events
+# of the benchmark's log with properties of 267 and 1,035 bytes an event, the peak of reading
+# and building the bucket grew by 2.4 and 2.0 bytes per byte of properties. So each event of a
+# bucket counts PROPERTY_COPIES times its properties' mean size on top.
+PROPERTY_COPIES = 2.5
 MARGINAL_BYTES_PER_EVENT = 2450
 HEADROOM = 0.92
 MIN_BUCKET_EVENTS = 10_000  # below this a bucket's fixed costs dominate
@@ -55,13 +62,15 @@ SPLIT_ROWS_PER_MIB = 50_000
 SCAN_MAX_BUCKETS = 16
 
 
-def events_per_bucket(budget: int) -> int:
+def events_per_bucket(budget: int, property_bytes: float = 0) -> int:
     """The most events one bucket may hold within a memory budget of `budget` bytes (the whole
     command's): the build's share of it at BYTES_PER_EVENT, and no more than fits beside the
-    process itself and DuckDB on a small budget; at least MIN_BUCKET_EVENTS."""
-    by_share = int(budget * warehouse.BUILD_SHARE) // BYTES_PER_EVENT
+    process itself and DuckDB on a small budget; at least MIN_BUCKET_EVENTS. `property_bytes`:
+    the mean size of the properties the build reads an event (0 when it reads none)."""
+    extra = math.ceil(PROPERTY_COPIES * property_bytes)
+    by_share = int(budget * warehouse.BUILD_SHARE) // (BYTES_PER_EVENT + extra)
     room = int(budget * (HEADROOM - warehouse.DUCKDB_SHARE_DURING_BUCKETS)) - PROCESS_BYTES
-    return max(MIN_BUCKET_EVENTS, min(by_share, room // MARGINAL_BYTES_PER_EVENT))
+    return max(MIN_BUCKET_EVENTS, min(by_share, room // (MARGINAL_BYTES_PER_EVENT + extra)))
 
 
 def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
@@ -70,15 +79,18 @@ def duckdb_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def bucket_count(con: duckdb.DuckDBPyConnection, only_affected: bool = False, budget: int | None = None,
-                 known_only: bool = False) -> int:
+                 known_only: bool = False, properties: bool = True) -> int:
     """How many buckets keep one bucket's build within the memory budget of `budget` bytes
     (default: the run's, found from the connection's DuckDB memory_limit, warehouse.budget_of),
-    each bucket at most events_per_bucket(budget): at least 1."""
+    each bucket at most events_per_bucket(budget, the mean size of the properties the build
+    reads): at least 1."""
     from pipeline import marts
 
-    events = con.execute(f"select count(*) from ({marts.events_sql(only_affected, known_only)})").fetchall()[0][0]
+    query = marts.events_sql(only_affected, known_only, properties)
+    events, property_bytes = con.execute(
+        f"select count(*), coalesce(avg(strlen(properties)), 0) from ({query})").fetchall()[0]
     budget = budget or warehouse.budget_of(duckdb_memory_limit(con))
-    return max(1, math.ceil(events / events_per_bucket(budget)))
+    return max(1, math.ceil(events / events_per_bucket(budget, property_bytes)))
 
 
 def bucket_sql(buckets: int) -> str:
@@ -90,14 +102,15 @@ def bucket_sql(buckets: int) -> str:
 
 
 def read_bucket(con: duckdb.DuckDBPyConnection, bucket: int, buckets: int, only_affected: bool = False,
-                known_only: bool = False) -> pl.DataFrame:
+                known_only: bool = False, properties: bool = True) -> pl.DataFrame:
     """The events of bucket `bucket` of `buckets`, by a scan of staging.events that keeps the
     customers hashing to it (bucket_sql, as split_buckets); with one bucket, every event the
     build reads: staging.events, or only the customers in the temp table _affected_customers
-    when `only_affected`, only known customers when `known_only`."""
+    when `only_affected`, only known customers when `known_only`; properties null unless
+    `properties`."""
     from pipeline import marts
 
-    query = marts.events_sql(only_affected, known_only)
+    query = marts.events_sql(only_affected, known_only, properties)
     if buckets > 1:
         query = f"select * from ({query}) where {bucket_sql(buckets)} = {int(bucket)}"
     frame = con.sql(query).pl()
@@ -111,15 +124,15 @@ def split_passes(events: int, duckdb_limit: int) -> int:
 
 
 def split_buckets(con: duckdb.DuckDBPyConnection, folder: Path, buckets: int, only_affected: bool = False,
-                  known_only: bool = False) -> int:
+                  known_only: bool = False, properties: bool = True) -> int:
     """Write the build's events to `folder`/bucket=<b>/*.parquet, one folder per bucket (DuckDB's
     partitioned write, within its memory limit), so each bucket is then read alone: the cost
     stays linear in the events however many buckets. One pass over staging.events, or on a
     small budget several (split_passes), each writing a range of the buckets. Returns the
-    number of passes."""
+    number of passes. Properties are written only when `properties`."""
     from pipeline import marts
 
-    query = marts.events_sql(only_affected, known_only)
+    query = marts.events_sql(only_affected, known_only, properties)
     events = con.execute(f"select count(*) from ({query})").fetchall()[0][0]
     passes = min(buckets, split_passes(events, duckdb_memory_limit(con)))
     per_pass = math.ceil(buckets / passes)
@@ -169,7 +182,7 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
             if progress:
                 progress(f"split the events into {buckets} buckets (duckdb)")
             with warehouse.failing_in(f"in the split of the events into {buckets} bucket files"):
-                split_buckets(con, folder, buckets, only_affected, known_only)
+                split_buckets(con, folder, buckets, only_affected, known_only, settings.reads_properties)
         with duckdb_held_to(con, warehouse.DUCKDB_SHARE_DURING_BUCKETS / warehouse.DUCKDB_SHARE):
             for b in range(buckets):
                 if progress:
@@ -178,7 +191,7 @@ def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, on
                     if split:
                         events = read_split_bucket(folder, b)
                     else:
-                        events = read_bucket(con, b, buckets, only_affected, known_only)
+                        events = read_bucket(con, b, buckets, only_affected, known_only, settings.reads_properties)
                     core = build_journeys(events, settings, as_of)
                     del events
                     marts.write_core(con, core)

@@ -65,6 +65,13 @@ class BuildSettings:
             funnel_window=config.funnel_window,
         )
 
+    @property
+    def reads_properties(self) -> bool:
+        """Whether a stage rule matches on properties: if none does, the build reads no
+        properties (real sources carry hundreds of bytes of them an event, which a bucket
+        would otherwise hold, sort and copy: pipeline.buckets.PROPERTY_COPIES)."""
+        return any(rule.properties for rule in self.rules)
+
     def check(self) -> None:
         if self.level not in schema.LEVELS:
             raise BuildError(f"level '{self.level}' is unknown; use one of {', '.join(schema.LEVELS)}")

@@ -229,16 +229,18 @@ def check_laws(con: duckdb.DuckDBPyConnection) -> int:
     return len(checks)
 
 
-def events_sql(only_affected: bool = False, known_only: bool = False) -> str:
+def events_sql(only_affected: bool = False, known_only: bool = False, properties: bool = True) -> str:
     """The query of staging.events' columns the build step reads: only the customers in the
     temp table _affected_customers when `only_affected`, only known customers (identity
-    resolution found their customer id: `[identity] anonymous = "exclude"`) when `known_only`.
+    resolution found their customer id: `[identity] anonymous = "exclude"`) when `known_only`;
+    `properties` null unless asked for (BuildSettings.reads_properties).
     pipeline.buckets.split_buckets adds the bucket number."""
     conditions = (["customer_id in (select customer_id from _affected_customers)"] if only_affected else []) + (
         [KNOWN_CUSTOMERS] if known_only else [])
     return (
         "select event_id, customer_id, ts, channel, event_type, source, source_file, source_row, "
-        "cast(properties as varchar) as properties from staging.events"
+        + ("cast(properties as varchar)" if properties else "cast(null as varchar)")
+        + " as properties from staging.events"
         + (" where " + " and ".join(conditions) if conditions else "")
     )
 

@@ -164,7 +164,7 @@ def build_step(con: duckdb.DuckDBPyConnection, config: Config, graph_dir: Path, 
         _say(progress, "sessionize and label (spark)")
         n, rebuilt = spark_engine.build_core(con, config, as_of, only_affected=incremental, partitions=buckets)
     else:
-        n = buckets or bucket_count(con, incremental, known_only=known_only)
+        n = buckets or bucket_count(con, incremental, known_only=known_only, properties=settings.reads_properties)
         rebuilt = build_core(con, settings, as_of, n, only_affected=incremental, progress=progress, known_only=known_only)
     _say(progress, "core tables")
     sql, params = ingest.customers_segment_sql(config)

@@ -261,11 +261,12 @@ def build_core(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetime, 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".spark-", dir=root) as scratch:
         events_path = Path(scratch) / "events.parquet"
-        query = marts.events_sql(only_affected, known_only=config.anonymous == "exclude")
+        build = BuildSettings.from_config(config)
+        query = marts.events_sql(only_affected, config.anonymous == "exclude", build.reads_properties)
         con.execute(f"copy ({query}) to '{_quote(events_path)}' (format parquet, compression zstd)")
         events = con.execute(f"select count(*) from ({query})").fetchall()[0][0]
         partitions = partitions or settings.partitions or default_partitions(spark, events)
-        paths = build_core_spark(spark, str(events_path), BuildSettings.from_config(config), as_of,
+        paths = build_core_spark(spark, str(events_path), build, as_of,
                                  Path(scratch) / "core", partitions)
         events_path.unlink()
         marts.clear_core(con, only_customers=only_affected)
