@@ -129,6 +129,9 @@ class SparkSettings:
     conf: tuple[tuple[str, str], ...] = ()  # any other spark.* settings
 
 
+VERSIONS = ".versions"  # the folder of versions beside the warehouse (Config.versions_dir)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     path: Path
@@ -181,6 +184,11 @@ class Config:
 
             text += "\x1f" + hmac.new(os.environ[self.key_env].encode(), b"journeys-key-check", "sha256").hexdigest()
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def versions_dir(self) -> Path:
+        """Beside the warehouse: one folder per published or running version (pipeline.run)."""
+        return self.warehouse.parent / VERSIONS
 
 
 

@@ -232,12 +232,7 @@ def _carry_history(con: duckdb.DuckDBPyConnection, previous: Path) -> None:
         con.execute("detach previous")
 
 
-VERSIONS = ".versions"  # beside the warehouse: one folder per published or running version
-CURRENT = "current"  # symlink in VERSIONS to the published version's folder
-
-
-def versions_dir(config: Config) -> Path:
-    return config.warehouse.parent / VERSIONS
+CURRENT = "current"  # symlink in Config.versions_dir to the published version's folder
 
 
 def _outputs(config: Config) -> tuple[tuple[Path, str], ...]:
@@ -263,7 +258,7 @@ def _clear_leftovers(config: Config) -> None:
     published one, and beside the (published) warehouse and export the scratch of a killed
     `journeys build` (its copy of the warehouse, as large as the warehouse, and its bucket
     files) or `journeys export`. Called under the run lock, so no live run or step owns them."""
-    versions = versions_dir(config)
+    versions = config.versions_dir
     current = (versions / CURRENT).resolve() if (versions / CURRENT).is_symlink() else None
     for leftover in versions.glob("*"):
         if leftover.name != CURRENT and leftover.resolve() != current:
@@ -363,7 +358,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     for folder in (build_dir, config.export_dir.parent, config.graph_dir.parent, config.report.parent):
         folder.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(config)
-    tmp = versions_dir(config) / run_id  # the new version is built here and published in place
+    tmp = config.versions_dir / run_id  # the new version is built here and published in place
     tmp.mkdir(parents=True)
     counts: dict = {"mode": mode, "mode_reason": why}
     incremental = mode == "incremental"

@@ -255,9 +255,8 @@ def build_core(con: duckdb.DuckDBPyConnection, config: Config, as_of: datetime, 
     customers built)."""
     settings = resolve_settings(config.spark)
     spark = spark or spark_session(settings)
-    from pipeline.run import versions_dir
 
-    root = settings.scratch_dir or versions_dir(config)  # there, a killed run's leftovers go with the next run
+    root = settings.scratch_dir or config.versions_dir  # there, a killed run's leftovers go with the next run
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".spark-", dir=root) as scratch:
         events_path = Path(scratch) / "events.parquet"

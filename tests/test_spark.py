@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 from pipeline import spark_engine
 from pipeline.config import ConfigError, SparkSettings, load_config
 from pipeline.journeys import BuildSettings, build_journeys
-from pipeline.run import run_pipeline, versions_dir
+from pipeline.run import run_pipeline
 from pipeline.sample import write_sample
 
 from conftest import JOURNEYS_BIN, SAMPLE, copy_config, events_frame
@@ -193,7 +193,7 @@ def test_sample_spark_cli_equals_local(tmp_path, journeys_env):
     assert spark["build"] == local["build"]
     n = assert_same_warehouse(load_config(local_cfg).warehouse, load_config(spark_cfg).warehouse)
     assert n >= 15
-    assert not list(versions_dir(load_config(spark_cfg)).glob(".spark-*"))
+    assert not list(load_config(spark_cfg).versions_dir.glob(".spark-*"))
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_million_events_spark_equals_local(spark, million, tmp_path):
     assert result.counts["build"] == local.counts["build"]
     assert result.counts["ingest"]["loaded"] == 1_000_000
     assert_same_warehouse(local_cfg.warehouse, spark_cfg.warehouse)
-    assert not list(versions_dir(spark_cfg).glob(".spark-*"))
+    assert not list(spark_cfg.versions_dir.glob(".spark-*"))
 
 
 @pytest.mark.spark
