@@ -88,7 +88,7 @@ PHASES = [  # module, function, phase name
     (journeys, "build_journeys", "sessionize + label the buckets (Polars, build_journeys)"),
     (journeys, "funnel_reached", "funnel stages each journey reached (Polars, in build_journeys)"),
     (marts, "with_ids", "journey and session ids (md5 in DuckDB)"),
-    (marts, "write_core", "append the buckets to the five core tables (DuckDB)"),
+    (marts, "write_core", "append the buckets to the core tables (DuckDB)"),
     (marts, "finish_core", "finish core (status, customer segments)"),
     (stats, "add_p_values", "marts: p-values of segment_comparison"),
     (marts, "check_laws", "flow-law checks"),

@@ -1,3 +1,3 @@
 """journeys: omnichannel customer-journey analytics."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

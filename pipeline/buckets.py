@@ -163,7 +163,7 @@ def scratch_root(con: duckdb.DuckDBPyConnection) -> Path | None:
 
 def build_core(con: duckdb.DuckDBPyConnection, settings, as_of, buckets: int, only_affected: bool = False,
                progress=None, known_only: bool = False, split: bool | None = None) -> int:
-    """core.steps / sessions / journeys / visits / moves from staging.events, one bucket at a
+    """core.steps / sessions / journeys / visits (and with them core.moves) from staging.events, one bucket at a
     time (only the customers of _affected_customers when `only_affected`; their old rows are
     taken out first; only known customers when `known_only`). With more than SCAN_MAX_BUCKETS
     buckets (or `split`), the events are first split into bucket files beside the warehouse

@@ -95,11 +95,14 @@ class BuildSettings:
 
 @dataclasses.dataclass(frozen=True)
 class CoreTables:
+    """The build output. The moves are not a table of their own: each step carries the move into
+    it (from_node, wait_seconds and the move's flags) and each journey its terminal move
+    (last_node, end_first_for_customer); sql/core/moves.sql is the view that lists them."""
+
     steps: pl.DataFrame
     sessions: pl.DataFrame
     journeys: pl.DataFrame
     visits: pl.DataFrame
-    moves: pl.DataFrame
 
 
 def _micros(value: int | None) -> float:
@@ -207,8 +210,8 @@ def node_expr(level: str) -> pl.Expr:
 
 
 def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings, as_of: datetime) -> CoreTables:
-    """Canonical events of complete customer histories -> core steps, sessions, journeys,
-    visits and moves.
+    """Canonical events of complete customer histories -> core steps, sessions, journeys
+    and visits, the steps and journeys carrying the moves (`with_moves`).
 
     `as_of` is the data's as-of time: a journey without the goal whose last
     event is more than the journey timeout before it is `dropped`, otherwise
@@ -265,12 +268,12 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
         .then(pl.lit("dropped"))
         .otherwise(pl.lit("open"))
     )
-    moves = derive_moves(steps, journeys)
+    steps, journeys = with_moves(steps, journeys)
     steps = steps.select(
         "event_id", "customer_id", "journey_key", "session_key", "journey_no", "session_no", "step_index", "ts",
-        "channel", "event_type", "stage", "rule_id", "node",
+        "channel", "event_type", "stage", "rule_id", "node", *MOVE_COLUMNS,
     )
-    return CoreTables(steps=steps, sessions=sessions, journeys=journeys.drop("last_node"), visits=visits, moves=moves)
+    return CoreTables(steps=steps, sessions=sessions, journeys=journeys, visits=visits)
 
 
 def funnel_reached(steps: pl.DataFrame, stages: tuple[str, ...], mode: str, window: int | None) -> pl.Series:
@@ -426,37 +429,35 @@ def derive_visits(steps: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def derive_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> pl.DataFrame:
-    """core.moves: one move into every step (START -> first step, else previous step's node
-    -> this step's node, a self-loop when they are equal; move_index = step_index, wait =
-    the gap between the two events), plus one terminal move per journey from its last node
-    to CONVERTED / DROPPED / OPEN (move_index = events + 1). `steps` in journey and step order.
-    ts: the time of the event that makes the move (the event moved into; the journey's last
-    event for the terminal move), so the moves can be dated without a join to the steps."""
+# the move into each step, carried by core.steps (sql/core/moves.sql lists the moves from them)
+MOVE_COLUMNS = ("from_node", "wait_seconds", "move_first_in_journey", "move_first_for_customer")
+
+
+def with_moves(steps: pl.DataFrame, journeys: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The moves of every journey, as columns of its steps and of the journey (the view
+    core.moves lists them). A move into every step: START -> the first step, else the previous
+    step's node -> this step's node, a self-loop when they are equal (`from_node`;
+    `wait_seconds`, the gap between the two events; null from START). One terminal move per
+    journey, from its last node (`last_node`) to CONVERTED / DROPPED / OPEN, after its last
+    step. `steps` in journey and step order, `journeys` in journey order.
+
+    Exactly one move of each journey and edge, and of each customer and edge, is flagged: the
+    first in journey and move order (`move_first_in_journey`, `move_first_for_customer` on the
+    steps; `end_first_for_customer` on the journeys: a terminal move is its journey's only move
+    along its edge, and its edge ends in a status, so never equals a step's). Distinct journeys
+    and customers per edge are then counts of flags, not group-bys of every move
+    (docs/metrics.md)."""
     first = pl.col("step_index") == 1
-    into = steps.select(
-        "journey_no", "journey_key", "customer_id",
-        move_index=pl.col("step_index").cast(pl.Int32),
+    steps = steps.with_columns(
         from_node=pl.when(first).then(pl.lit("START")).otherwise(pl.col("node").shift(1)),
-        to_node=pl.col("node"),
         wait_seconds=pl.when(first).then(None).otherwise(
             (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds() / 1e6
         ),
-        ts=pl.col("ts"),
+    ).with_columns(
+        move_first_in_journey=pl.struct("journey_no", "from_node", "node").is_first_distinct(),
+        move_first_for_customer=pl.struct("customer_id", "from_node", "node").is_first_distinct(),
     )
-    ends = journeys.select(
-        "journey_no", "journey_key", "customer_id",
-        move_index=(pl.col("events") + 1).cast(pl.Int32),
-        from_node=pl.col("last_node"),
-        to_node=pl.col("status").str.to_uppercase(),
-        wait_seconds=pl.lit(None, dtype=pl.Float64),
-        ts=pl.col("ended_at"),
+    journeys = journeys.with_columns(
+        end_first_for_customer=pl.struct("customer_id", "last_node", "status").is_first_distinct(),
     )
-    # exactly one move of each journey and edge, and of each customer and edge, is flagged: the
-    # first in journey and move order (every into-move comes before the terminal moves, whose
-    # edges end in a status and so never equal an into-move's). Distinct journeys and customers
-    # per edge are then counts of flags, not group-bys of every move (docs/metrics.md)
-    return pl.concat([into, ends]).with_columns(
-        is_first_in_journey=pl.struct("journey_no", "from_node", "to_node").is_first_distinct(),
-        is_first_for_customer=pl.struct("customer_id", "from_node", "to_node").is_first_distinct(),
-    )
+    return steps, journeys

@@ -109,7 +109,6 @@ def with_ids(con: duckdb.DuckDBPyConnection, core: CoreTables) -> dict[str, pl.D
         "_build_sessions": attach(core.sessions, session=True),
         "_build_journeys": attach(core.journeys),
         "_build_visits": attach(core.visits),
-        "_build_moves": attach(core.moves),
     }
 
 
@@ -122,6 +121,14 @@ def clear_core(con: duckdb.DuckDBPyConnection, only_customers: bool = False) -> 
         else:
             con.execute(f"drop table if exists {table}")
     if not only_customers:
+        # core.moves is a view of steps and journeys (made again by finish_core); a warehouse of
+        # journeys 0.3 or older holds it as a table
+        kind = con.execute(
+            "select 'view' from duckdb_views() where database_name = current_database() and schema_name = 'core' "
+            "and view_name = 'moves' union all select 'table' from duckdb_tables() where database_name = "
+            "current_database() and schema_name = 'core' and table_name = 'moves'").fetchall()
+        if kind:
+            con.execute("drop view core.moves" if kind[0][0] == "view" else "drop table core.moves")
         # the dropped tables' blocks are free for the new ones only after a checkpoint: without
         # it a rebuild writes the new core beside the old, and the file grows by about 1.7x
         con.execute("checkpoint")
@@ -129,7 +136,7 @@ def clear_core(con: duckdb.DuckDBPyConnection, only_customers: bool = False) -> 
 
 def write_core(con: duckdb.DuckDBPyConnection, core: CoreTables) -> None:
     """Add the build output of one bucket of customers to core.steps / sessions / journeys /
-    visits / moves (each SQL file of warehouse.BUILT; the first bucket of a full build
+    visits (each SQL file of warehouse.BUILT; the first bucket of a full build
     creates the tables)."""
     inputs = with_ids(con, core)
     for name, frame in inputs.items():

@@ -5,7 +5,7 @@ runs it unchanged: staging.events is written as Parquet, Spark reads it,
 repartitions it by customer id (every event of a customer lands in the same
 partition), and `mapInArrow` hands each partition's Arrow batches to one
 Python call that concatenates them and runs `build_journeys` on them. The
-five core tables (steps, sessions, journeys, visits, moves) come out of that
+four core tables (steps, sessions, journeys, visits; core.moves is their view) come out of that
 one pass as one Arrow schema with a `table` tag and the partition number
 (the union of their columns, each row filling its own table's), and Spark
 writes them with `partitionBy("table", "part")`: one scan, one shuffle, one
@@ -45,7 +45,7 @@ from pipeline.journeys import BuildSettings, CoreTables, build_journeys
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-TABLES = ("steps", "sessions", "journeys", "visits", "moves")
+TABLES = ("steps", "sessions", "journeys", "visits")
 PART = "part"  # the Spark partition a row was built in: each partition is one bucket of customers
 TAG = "table"  # the column naming which core table a row of the one-pass output belongs to
 EVENTS_PER_PARTITION = 1_000_000  # default partitioning: about this many events per build call
@@ -184,7 +184,7 @@ def output_schema() -> pa.Schema:
 
 def build_partition(batches: Iterator[pa.RecordBatch], settings: BuildSettings, as_of: datetime,
                     out: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """One partition of customers: its complete histories -> the tagged rows of the five core
+    """One partition of customers: its complete histories -> the tagged rows of the four core
     tables, each with the partition's number (run on the executors by mapInArrow)."""
     from pyspark import TaskContext
 

@@ -56,10 +56,10 @@ BUILT = {
     "core/sessions.sql": "core.sessions",
     "core/journeys.sql": "core.journeys",
     "core/visits.sql": "core.visits",
-    "core/moves.sql": "core.moves",
 }
 STATUS = ("core/journey_status.sql",)  # incremental runs: every journey's status at the new as-of
-CORE = ("core/customer_segments.sql",)  # from core, after the buckets
+# from core, after the buckets: core.moves, a view of the moves the steps and journeys carry, then segments
+CORE = ("core/moves.sql", "core/customer_segments.sql")
 MACROS = ("marts/quantiles.sql",)  # temp macros the marts use (exact quantiles within the memory limit)
 MARTS = (
     "marts/transitions.sql",

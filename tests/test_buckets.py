@@ -3,7 +3,7 @@ into buckets, and the Polars visits and moves equal their SQL window definitions
 
 tests/sql_reference/ holds core.visits and core.moves written as SQL window queries over
 core.steps (how they were computed before bucketing): an independent definition that the
-Polars derivation (pipeline.journeys.derive_visits / derive_moves) is checked against.
+Polars derivation (pipeline.journeys.derive_visits / with_moves) is checked against.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import reference
 from conftest import events_frame, marts_db, ts
-from pipeline import schema
+from pipeline import marts, schema
 from pipeline.config import StageRule
 from pipeline.journeys import KEY_SEP, BuildSettings, build_journeys
 
@@ -143,6 +143,22 @@ def test_moves_per_journey_are_events_plus_one(four):
     ).fetchall()
     assert len(got) == 4
     assert all(moves == events + 1 for _, events, moves in got)
+
+
+def test_a_full_build_replaces_the_moves_table_of_an_older_warehouse():
+    """Up to journeys 0.3 core.moves was a table; a full build over such a warehouse drops it
+    and lists the moves again as the view, with the same rows as a fresh build."""
+    con = db(FOUR, segments_long=FOUR_SEGMENTS)
+    fresh = sorted(con.sql("select * from core.moves").fetchall())
+    con.execute("create table core.old_moves as select * from core.moves")
+    con.execute("drop view core.moves")
+    con.execute("alter table core.old_moves rename to moves")
+    marts.write_all_core(con, build_journeys(events_frame(FOUR), BuildSettings(rules=RULES, funnel_stages=FUNNEL), AS_OF),
+                         FOUR_SEGMENTS)
+    kinds = con.sql("select table_type from information_schema.tables "
+                    "where table_schema = 'core' and table_name = 'moves'").fetchall()
+    assert kinds == [("VIEW",)]
+    assert sorted(con.sql("select * from core.moves").fetchall()) == fresh
 
 
 # --------------------------------------------------------------------------- marts.transitions

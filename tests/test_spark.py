@@ -143,7 +143,7 @@ def test_partition_output_is_the_five_core_tables_tagged():
     batches = list(spark_engine.build_partition(iter(events.to_arrow().to_batches(max_chunksize=2)), settings, as_of, out))
     assert all(b.schema == out for b in batches)
     got = pl.from_arrow(pa_table(batches))
-    assert set(got["table"]) == set(spark_engine.TABLES) == {"steps", "sessions", "journeys", "visits", "moves"}
+    assert set(got["table"]) == set(spark_engine.TABLES) == {"steps", "sessions", "journeys", "visits"}
     assert set(got["part"]) == {0}
     expected = build_journeys(events, settings, as_of)
     for name, columns in spark_engine.core_schemas().items():

@@ -6,6 +6,7 @@
 -- funnel_reached: how many funnel stages (meta.funnel_stages) the journey reached by the
 -- funnel's mode and window, found by the Polars build while the journey's steps are in
 -- memory; marts.funnel counts journeys by it.
+-- last_node, end_first_for_customer: the journey's terminal move (the view core.moves lists it).
 create or replace table core.journeys as
 select
     j.journey_id,
@@ -19,5 +20,7 @@ select
     j.visits,
     j.path,
     j.channels,
-    j.funnel_reached
+    j.funnel_reached,
+    j.last_node,
+    j.end_first_for_customer
 from _build_journeys as j;
