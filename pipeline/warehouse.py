@@ -6,8 +6,10 @@ the pipeline runs these same files, so what analysts read is what runs.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -87,6 +89,38 @@ def failing_in(where: str) -> Iterator[None]:
     except Exception as e:
         e.add_note(where)
         raise
+
+
+# what a failed command adds when the disk filled (cli) or would fill (check_room_to_copy)
+DISK_FIX = ("Fix: free disk space beside the warehouse, or point output.warehouse to a disk with room. "
+            "A build or an incremental run works on a copy of the warehouse file, a large build writes "
+            "its buckets' events beside it (about 40 bytes an event, deleted after) and DuckDB spills "
+            "to <warehouse>.tmp. The published outputs are as they were.")
+
+
+class NoRoomOnDisk(RuntimeError):
+    """The disk beside the warehouse cannot hold the copy a step works on (checked before it)."""
+
+
+def free_disk(folder: Path) -> int:
+    """Bytes free for this user on the disk of `folder`."""
+    return shutil.disk_usage(folder).free
+
+
+def check_room_to_copy(source: Path, folder: Path) -> None:
+    """Stop before a step copies `source` into `folder` when that disk has less room than the
+    file: the copy would fill it partway, and the step after it needs more still. Raises
+    NoRoomOnDisk naming both, the sizes and the fix."""
+    size, free = source.stat().st_size, free_disk(folder)
+    if free < size:
+        raise NoRoomOnDisk(
+            f"{folder} has {free / 1e9:.2f} GB free, and this step works on a copy of {source} "
+            f"({size / 1e9:.2f} GB), so it stopped before copying. {DISK_FIX}")
+
+
+def disk_filled(e: BaseException) -> bool:
+    """Whether `e` is the disk filling up (an OSError ENOSPC, or DuckDB's error that wraps one)."""
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
 
 
 def describe_error(e: BaseException) -> str:

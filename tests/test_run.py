@@ -8,6 +8,7 @@ project/out (warehouse out/journeys.duckdb, out/export, out/graph).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 import pipeline.config
 import pipeline.marts
 import pipeline.run
+import pipeline.warehouse
 from pipeline.cli import cli
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny"
@@ -319,3 +321,60 @@ def test_an_output_path_taken_by_a_file_stops_the_run_before_any_work(project):
         pipeline.run.run_pipeline(config)
     assert config.graph_dir.read_text() == "not a folder"
     assert not config.warehouse.exists()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.mark.parametrize("command", ["build", "run"])
+def test_too_little_disk_for_the_warehouse_copy_stops_before_copying(project, monkeypatch, command):
+    """`journeys build` and an incremental `journeys run` work on a copy of the warehouse file:
+    when its disk has less room than the file, the command stops before copying, says how much
+    is free and needed and what to do, and the published outputs stay whole with nothing left
+    beside them. (The free space is the one thing faked: this machine's disk is not full.)"""
+    config_path = str(project / "journeys.toml")
+    first = CliRunner().invoke(cli, ["run", "--config", config_path])
+    assert first.exit_code == 0, first.output
+    before = outputs(project)
+    size = (out(project) / "journeys.duckdb").resolve().stat().st_size
+    copies = []
+    monkeypatch.setattr(pipeline.run.shutil, "copy2", lambda *a, **k: copies.append(a))
+    monkeypatch.setattr(pipeline.warehouse, "free_disk", lambda folder: size - 1)
+    result = CliRunner().invoke(cli, [command, "--config", config_path])
+    assert result.exit_code == 1
+    assert copies == []
+    assert f"{(size - 1) / 1e9:.2f} GB free" in result.output and f"({size / 1e9:.2f} GB)" in result.output
+    assert "Fix: free disk space beside the warehouse" in result.output
+    assert outputs(project) == before
+    assert leftovers(project) == []
+    assert [p.name for p in out(project).rglob("*") if ".build-" in p.name] == []
+    con = duckdb.connect(str(out(project) / "journeys.duckdb"), read_only=True)
+    try:
+        last = con.execute("select command, status, error from meta.runs order by started_at desc limit 1").fetchall()[0]
+    finally:
+        con.close()
+    assert last[:2] == (command, "failed") and "NoRoomOnDisk" in last[2]
+
+
+def test_room_enough_for_the_copy_lets_the_build_run(project, monkeypatch):
+    """The check asks for the file's size, no more: with exactly that much free the build runs."""
+    config_path = str(project / "journeys.toml")
+    assert CliRunner().invoke(cli, ["run", "--config", config_path]).exit_code == 0
+    size = (out(project) / "journeys.duckdb").resolve().stat().st_size
+    monkeypatch.setattr(pipeline.warehouse, "free_disk", lambda folder: size)
+    result = CliRunner().invoke(cli, ["build", "--config", config_path])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    duckdb.IOException('IO Error: Could not write file "out/journeys.duckdb.tmp/x.block": No space left on device'),
+])
+def test_a_disk_that_fills_during_a_command_is_named_with_the_fix(error):
+    """The disk can still fill after the check (DuckDB's spill, the bucket files): the message
+    the command prints then says what to do, once."""
+    from pipeline.cli import _fail
+
+    message = _fail(error).message
+    assert message.count("Fix: free disk space beside the warehouse") == 1
+    assert _fail(RuntimeError("something else")).message.count("Fix: free disk") == 0
