@@ -132,10 +132,10 @@ engine_option = click.option(
 def _fail(e: Exception) -> click.ClickException:
     if isinstance(e, ConfigError):
         return ConfigProblem(str(e))
-    from pipeline.warehouse import DISK_FIX, NoRoomOnDisk, describe_error, disk_filled
+    from pipeline.warehouse import DISK_FIX, describe_error, disk_filled
 
     message = describe_error(e)
-    if disk_filled(e) and not isinstance(e, NoRoomOnDisk):
+    if disk_filled(e):  # NoRoomOnDisk, raised before the disk filled, carries the fix itself
         message += "\n" + DISK_FIX
     if "Out of Memory" in str(e):
         message += ("\nFix: give the command a larger budget with --memory-limit (or [engine] memory_limit; "

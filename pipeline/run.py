@@ -365,8 +365,7 @@ def _run_locked(config: Config, run_id: str, as_of: datetime | None, progress: P
     step = "ingest"
     try:
         if incremental:
-            warehouse.check_room_to_copy(final_db, tmp)
-            shutil.copy2(final_db, tmp / final_db.name)  # work on a copy: the published file stays whole
+            warehouse.copy_with_room(final_db, tmp / final_db.name)  # work on a copy: the published file stays whole
         con = warehouse.connect(tmp / final_db.name, memory_limit=config.memory_limit)
         try:
             if not incremental:
@@ -430,8 +429,7 @@ def _step_on_copy(config: Config, step: str, run_id: str, started: datetime,
     counts: dict = {}
     try:
         if final.exists():
-            warehouse.check_room_to_copy(final, final.parent)
-            shutil.copy2(final, tmp)
+            warehouse.copy_with_room(final, tmp)
         con = warehouse.connect(tmp, memory_limit=config.memory_limit)
         try:
             _record_start(con, run_id, step, config, started)

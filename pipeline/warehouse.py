@@ -91,7 +91,7 @@ def failing_in(where: str) -> Iterator[None]:
         raise
 
 
-# what a failed command adds when the disk filled (cli) or would fill (check_room_to_copy)
+# what a failed command adds when the disk filled (cli) or would fill (copy_with_room)
 DISK_FIX = ("Fix: free disk space beside the warehouse, or point output.warehouse to a disk with room. "
             "A build or an incremental run works on a copy of the warehouse file, a large build writes "
             "its buckets' events beside it (about 40 bytes an event, deleted after) and DuckDB spills "
@@ -107,15 +107,17 @@ def free_disk(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def check_room_to_copy(source: Path, folder: Path) -> None:
-    """Stop before a step copies `source` into `folder` when that disk has less room than the
-    file: the copy would fill it partway, and the step after it needs more still. Raises
-    NoRoomOnDisk naming both, the sizes and the fix."""
-    size, free = source.stat().st_size, free_disk(folder)
+def copy_with_room(source: Path, target: Path) -> None:
+    """Copy the warehouse file `source` to `target` (the copy a step works on), after checking
+    that target's disk has room for it: when it has less than the file, stop before copying
+    (the copy would fill the disk partway, and the step after it needs more still), raising
+    NoRoomOnDisk with both paths, the sizes and the fix."""
+    size, free = source.stat().st_size, free_disk(target.parent)
     if free < size:
         raise NoRoomOnDisk(
-            f"{folder} has {free / 1e9:.2f} GB free, and this step works on a copy of {source} "
+            f"{target.parent} has {free / 1e9:.2f} GB free, and this step works on a copy of {source} "
             f"({size / 1e9:.2f} GB), so it stopped before copying. {DISK_FIX}")
+    shutil.copy2(source, target)
 
 
 def disk_filled(e: BaseException) -> bool:
