@@ -110,9 +110,29 @@ def _micros(value: int | None) -> float:
     return float("inf") if value is None else float(value) * 1_000_000
 
 
-def order_events(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Order each customer's events by time, ties by input position (source, file, row)."""
-    return events.sort(["customer_id", "ts", "source", "source_file", "source_row"], nulls_last=True)
+# a customer's events in time order, ties by input position (source, file, row)
+EVENT_ORDER = ("customer_id", "ts", "source", "source_file", "source_row")
+
+
+def order_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Order each customer's events by time, ties by input position (source, file, row).
+
+    Sorted by customer and time first; then only the rows that tie on both are ordered by the
+    whole key, and put back into the places the ties hold (those places hold the same customer
+    and time whatever the order among them). The source and file names are long strings: as
+    keys of every row they took half of a bucket's sort, and they decide the order of few rows
+    (1.2% of the benchmark's events). With ties in most rows, one sort on the whole key."""
+    ordered = events.sort(["customer_id", "ts"], nulls_last=True)
+    same = (pl.col("customer_id").eq_missing(pl.col("customer_id").shift(1))
+            & pl.col("ts").eq_missing(pl.col("ts").shift(1))).fill_null(False)
+    tied = ordered.select(pl.int_range(0, pl.len(), dtype=pl.UInt32).filter(same | same.shift(-1).fill_null(False)))
+    rows = tied.to_series()
+    if rows.is_empty():
+        return ordered
+    if rows.len() * 2 > ordered.height:
+        return events.sort(list(EVENT_ORDER), nulls_last=True)
+    by_key = ordered[rows].with_columns(_row=rows).sort(list(EVENT_ORDER), nulls_last=True)["_row"]
+    return ordered[pl.int_range(0, ordered.height, dtype=pl.UInt32, eager=True).scatter(rows, by_key)]
 
 
 def split_sessions(events: pl.DataFrame, settings: BuildSettings) -> pl.DataFrame:
@@ -225,7 +245,7 @@ def build_journeys(events: pl.DataFrame | pl.LazyFrame, settings: BuildSettings,
     settings.check()
     as_of = as_of.astimezone(timezone.utc) if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
     lazy = events.lazy() if isinstance(events, pl.DataFrame) else events
-    ordered = order_events(lazy.select(list(schema.EVENTS_SCHEMA))).collect()
+    ordered = order_events(lazy.select(list(schema.EVENTS_SCHEMA)).collect())
     df = split_sessions(ordered, settings)
     df = label_stages(df, settings.rules)
     steps = _number_steps(df, settings.level)

@@ -20,7 +20,7 @@ import reference
 from conftest import events_frame, ts
 from pipeline import schema
 from pipeline.config import StageRule
-from pipeline.journeys import KEY_SEP, BuildError, BuildSettings, build_journeys
+from pipeline.journeys import KEY_SEP, BuildError, BuildSettings, build_journeys, order_events
 
 AS_OF = ts("2026-06-01")
 T0 = ts("2026-01-01 10:00")
@@ -249,6 +249,54 @@ def test_tie_order_is_source_then_file_then_numeric_row():
     # (web_a, f1, 9) d, (web_a, f1, 10) c, (web_a, f2, 1) b, (web_b, f1, 1) a
     assert order == ["d", "c", "b", "a"]
     assert core.journeys["journey_key"].to_list() == [key("c1", "e4")]
+
+
+@st.composite
+def positioned_events(draw):
+    """Rows of (customer, second, source, file, row), unique by position (source, file, row) as
+    every staged event is; times drawn from a spread of 1 to 60 seconds, so from all rows tied
+    to almost none."""
+    spread = draw(st.integers(1, 60))
+    rows = draw(st.lists(
+        st.tuples(st.sampled_from(["c1", "c2", "c10"]), st.integers(0, spread - 1), st.sampled_from(["web", "call"]),
+                  st.sampled_from(["a.csv", "b.csv"]), st.integers(1, 12)),
+        max_size=60, unique_by=lambda r: r[2:]))
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=positioned_events())
+def test_order_events_is_the_order_of_the_whole_key(rows):
+    """order_events sorts by customer and time and then only the tied rows by input position;
+    the order must be that of the whole key (customer, ts, source, source_file, source_row),
+    here from Python's sort of the tuples, with few ties, many, none or all."""
+    frame = pl.DataFrame(
+        {"event_id": [f"e{i}" for i in range(len(rows))],
+         "customer_id": [r[0] for r in rows], "ts": [T0 + timedelta(seconds=r[1]) for r in rows],
+         "source": [r[2] for r in rows], "source_file": [r[3] for r in rows], "source_row": [r[4] for r in rows]},
+        schema={"event_id": pl.String, "customer_id": pl.String, "ts": schema.EVENTS_SCHEMA["ts"],
+                "source": pl.String, "source_file": pl.String, "source_row": pl.Int64},
+    )
+    expected = [f"e{i}" for _, i in sorted((row, i) for i, row in enumerate(rows))]
+    assert order_events(frame)["event_id"].to_list() == expected
+
+
+def test_order_events_with_a_few_ties_among_many_rows():
+    """The path for few ties (under half the rows): 100 events a second apart, then three pairs
+    at equal times whose frame order is the reverse of their input position."""
+    times = list(range(100)) + [10, 50, 99]
+    rows = [("c1", t, "web", "f.csv", i) for i, t in enumerate(times)]
+    rows = rows[::-1]  # the frame's order is not the input position's
+    frame = pl.DataFrame(
+        {"event_id": [f"e{r[4]}" for r in rows], "customer_id": [r[0] for r in rows],
+         "ts": [T0 + timedelta(seconds=r[1]) for r in rows], "source": [r[2] for r in rows],
+         "source_file": [r[3] for r in rows], "source_row": [r[4] for r in rows]},
+        schema={"event_id": pl.String, "customer_id": pl.String, "ts": schema.EVENTS_SCHEMA["ts"],
+                "source": pl.String, "source_file": pl.String, "source_row": pl.Int64},
+    )
+    order = order_events(frame)["event_id"].to_list()
+    assert order == [f"e{i}" for _, i in sorted((t, i) for i, t in enumerate(times))]
+    assert order[10:12] == ["e10", "e100"] and order[-2:] == ["e99", "e102"]
 
 
 def test_keys_are_deterministic():
