@@ -20,7 +20,7 @@ import reference
 from conftest import events_frame, ts
 from pipeline import schema
 from pipeline.config import StageRule
-from pipeline.journeys import KEY_SEP, BuildError, BuildSettings, build_journeys, order_events
+from pipeline.journeys import KEY_SEP, BuildError, BuildSettings, build_journeys, label_stages, order_events
 
 AS_OF = ts("2026-06-01")
 T0 = ts("2026-01-01 10:00")
@@ -694,6 +694,25 @@ def test_session_cuts_obey_the_limits(frame, s, as_of):
         if s.max_length is not None:
             assert (row["ts"] - starts[row["session_key"]]).total_seconds() <= s.max_length
         previous = row
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from(EVENT_TYPES + ["ompa", "other"])),
+                      max_size=40),
+       rules=st.permutations([r for r in RULE_POOL if not r.properties]).flatmap(
+           lambda rules: st.integers(1, len(rules)).map(lambda n: tuple(rules[:n]))))
+def test_labels_judged_per_distinct_pair_equal_the_reference(pairs, rules):
+    """Rules without properties are judged once per distinct (channel, event type) and joined
+    back to the events: every event, repeated pairs included, still gets the stage and rule of
+    the first rule it matches (the reference, event by event), in the events' order. (Staging
+    quarantines events without a channel or event type.)"""
+    frame = pl.DataFrame({"channel": [p[0] for p in pairs], "event_type": [p[1] for p in pairs],
+                          "row": list(range(len(pairs)))},
+                         schema={"channel": pl.String, "event_type": pl.String, "row": pl.Int64})
+    labelled = label_stages(frame, rules)
+    assert labelled["row"].to_list() == list(range(len(pairs)))
+    expected = [reference.label({"channel": c, "event_type": e, "properties": "{}"}, rules) for c, e in pairs]
+    assert list(zip(labelled["stage"], labelled["rule_id"])) == expected
 
 
 def test_reference_agrees_on_a_hand_case():
