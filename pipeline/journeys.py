@@ -186,7 +186,9 @@ def glob_to_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
-def _rule_condition(rule: StageRule) -> pl.Expr:
+def _rule_condition(rule: StageRule, property_columns: dict[str, str]) -> pl.Expr:
+    """Whether an event matches `rule`; each property's value read from its column
+    (`property_columns`: property name -> column, as label_stages extracts them)."""
     cond = pl.lit(True)
     if rule.channel:
         cond = cond & pl.col("channel").is_in(list(rule.channel))
@@ -198,7 +200,7 @@ def _rule_condition(rule: StageRule) -> pl.Expr:
             match = match | pl.col("event_type").str.contains(glob_to_regex(g))
         cond = cond & match
     for key, values in rule.properties:
-        cond = cond & pl.col("properties").str.json_path_match(f"$.{key}").is_in(list(values)).fill_null(False)
+        cond = cond & pl.col(property_columns[key]).is_in(list(values)).fill_null(False)
     return cond
 
 
@@ -206,32 +208,34 @@ def label_stages(events: pl.DataFrame, rules: Iterable[StageRule]) -> pl.DataFra
     """Give each event the stage of the first rule it matches (and that rule's id);
     events no rule matches get stage 'unlabelled' and no rule id.
 
-    Rules that read only the channel and event type are judged once per distinct pair of them
-    in `events` (a few hundred at most, against a million events a bucket) and joined back:
-    each glob is a regular expression, which over every row took about 0.08 s per million
-    events (20 globs: 1.6 s a 1M-event bucket, against 0.09 s once per pair). Rules on
-    properties are judged row by row."""
+    The rules are judged once per distinct channel, event type and value of each property a
+    rule names (each property read from the JSON once per event, whatever the number of rules
+    naming it), then joined back to the events. Judged on every row, a glob (a regular
+    expression) took about 0.08 s per million events, and three rules on properties 2.5 s
+    (reading the JSON once a rule and output column); now 20 globs take 0.09 s a 1M-event
+    bucket against 1.6 s, and the three property rules 1.4 s."""
     rules = list(rules)
-    if rules and not any(rule.properties for rule in rules):
-        pairs = _label_rows(events.select("channel", "event_type").unique(), rules)
-        return events.join(pairs, on=["channel", "event_type"], how="left", maintain_order="left", nulls_equal=True)
-    return _label_rows(events, rules)
-
-
-def _label_rows(events: pl.DataFrame, rules: list[StageRule]) -> pl.DataFrame:
-    """label_stages, judged on every row of `events`."""
     if not rules:
         return events.with_columns(stage=pl.lit(schema.UNLABELLED), rule_id=pl.lit(None, dtype=pl.String))
-    stage = pl.when(_rule_condition(rules[0])).then(pl.lit(rules[0].stage))
-    rule_id = pl.when(_rule_condition(rules[0])).then(pl.lit(rules[0].id))
+    keys = dict.fromkeys(key for rule in rules for key, _ in rule.properties)
+    columns = {key: f"_property_{i}" for i, key in enumerate(keys)}
+    # property names are letters, digits and _ (BuildSettings.check), so the path is literal
+    read = events.with_columns(
+        **{column: pl.col("properties").str.json_path_match(f"$.{key}") for key, column in columns.items()})
+    judged_on = ["channel", "event_type", *columns.values()]
+    distinct = read.select(judged_on).unique()
+    stage = pl.when(_rule_condition(rules[0], columns)).then(pl.lit(rules[0].stage))
+    rule_id = pl.when(_rule_condition(rules[0], columns)).then(pl.lit(rules[0].id))
     for rule in rules[1:]:
-        cond = _rule_condition(rule)
+        cond = _rule_condition(rule, columns)
         stage = stage.when(cond).then(pl.lit(rule.stage))
         rule_id = rule_id.when(cond).then(pl.lit(rule.id))
-    return events.with_columns(
+    labels = distinct.with_columns(
         stage=stage.otherwise(pl.lit(schema.UNLABELLED)),
         rule_id=rule_id.otherwise(pl.lit(None, dtype=pl.String)),
     )
+    return read.join(labels, on=judged_on, how="left", maintain_order="left", nulls_equal=True).drop(
+        list(columns.values()))
 
 
 def node_expr(level: str) -> pl.Expr:

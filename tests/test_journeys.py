@@ -696,22 +696,30 @@ def test_session_cuts_obey_the_limits(frame, s, as_of):
         previous = row
 
 
-@settings(max_examples=100, deadline=None)
-@given(pairs=st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from(EVENT_TYPES + ["ompa", "other"])),
-                      max_size=40),
-       rules=st.permutations([r for r in RULE_POOL if not r.properties]).flatmap(
+LABEL_PROPERTIES = PROPERTIES + ['{"tier": 7, "paid": true}', '{"tier": "gold", "paid": "yes", "n": 1.5}',
+                                 'not json', '[1, 2]', '{"tier": null}', None]
+LABEL_RULES = RULE_POOL + (StageRule("numbers", "loyalty", properties=(("tier", ("7",)), ("paid", ("true",)))),)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from(EVENT_TYPES + ["ompa"]),
+                                 st.sampled_from(LABEL_PROPERTIES)), max_size=40),
+       rules=st.permutations(LABEL_RULES).flatmap(
            lambda rules: st.integers(1, len(rules)).map(lambda n: tuple(rules[:n]))))
-def test_labels_judged_per_distinct_pair_equal_the_reference(pairs, rules):
-    """Rules without properties are judged once per distinct (channel, event type) and joined
-    back to the events: every event, repeated pairs included, still gets the stage and rule of
-    the first rule it matches (the reference, event by event), in the events' order. (Staging
-    quarantines events without a channel or event type.)"""
-    frame = pl.DataFrame({"channel": [p[0] for p in pairs], "event_type": [p[1] for p in pairs],
-                          "row": list(range(len(pairs)))},
-                         schema={"channel": pl.String, "event_type": pl.String, "row": pl.Int64})
+def test_labels_judged_per_distinct_values_equal_the_reference(events, rules):
+    """The rules are judged once per distinct channel, event type and value of each property
+    named (a property read once per event, also when several rules name it), then joined back:
+    every event, repeats, bad JSON and non-string values included, still gets the stage and rule
+    of the first rule it matches (the reference, event by event), in the events' order.
+    (Staging quarantines events without a channel or event type.)"""
+    frame = pl.DataFrame({"channel": [e[0] for e in events], "event_type": [e[1] for e in events],
+                          "properties": [e[2] for e in events], "row": list(range(len(events)))},
+                         schema={"channel": pl.String, "event_type": pl.String, "properties": pl.String,
+                                 "row": pl.Int64})
     labelled = label_stages(frame, rules)
-    assert labelled["row"].to_list() == list(range(len(pairs)))
-    expected = [reference.label({"channel": c, "event_type": e, "properties": "{}"}, rules) for c, e in pairs]
+    assert labelled.columns == [*frame.columns, "stage", "rule_id"]
+    assert labelled["row"].to_list() == list(range(len(events)))
+    expected = [reference.label({"channel": c, "event_type": e, "properties": p}, rules) for c, e, p in events]
     assert list(zip(labelled["stage"], labelled["rule_id"])) == expected
 
 
