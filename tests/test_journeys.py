@@ -706,12 +706,12 @@ LABEL_RULES = RULE_POOL + (StageRule("numbers", "loyalty", properties=(("tier", 
                                  st.sampled_from(LABEL_PROPERTIES)), max_size=40),
        rules=st.permutations(LABEL_RULES).flatmap(
            lambda rules: st.integers(1, len(rules)).map(lambda n: tuple(rules[:n]))))
-def test_labels_judged_per_distinct_values_equal_the_reference(events, rules):
-    """The rules are judged once per distinct channel, event type and value of each property
-    named (a property read once per event, also when several rules name it), then joined back:
-    every event, repeats, bad JSON and non-string values included, still gets the stage and rule
-    of the first rule it matches (the reference, event by event), in the events' order.
-    (Staging quarantines events without a channel or event type.)"""
+def test_labels_equal_the_reference_event_by_event(events, rules):
+    """Without property rules the rules are judged once per distinct channel and event type and
+    joined back; with them, each property a rule names is read once per event. Either way every
+    event, repeats, bad JSON and non-string values included, gets the stage and rule of the
+    first rule it matches (the reference, event by event), in the events' order, and no helper
+    column is left. (Staging quarantines events without a channel or event type.)"""
     frame = pl.DataFrame({"channel": [e[0] for e in events], "event_type": [e[1] for e in events],
                           "properties": [e[2] for e in events], "row": list(range(len(events)))},
                          schema={"channel": pl.String, "event_type": pl.String, "properties": pl.String,
