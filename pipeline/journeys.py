@@ -210,7 +210,7 @@ def label_stages(events: pl.DataFrame, rules: Iterable[StageRule]) -> pl.DataFra
 
     Each property a rule names is read from the JSON once per event, whatever the number of
     rules naming it (it was read once per rule and output column: three rules on three
-    properties took 1.5-2.3 s of a 1M-event bucket, now 1.1-1.35 s). Without property rules, the
+    properties took 1.4-2.3 s of a 1M-event bucket, now 1.1-1.4 s). Without property rules, the
     rules are judged once per distinct channel and event type (a vocabulary: a few hundred pairs
     against a million events) and joined back: a glob is a regular expression, which over every
     row took about 0.08 s per million events (20 globs: 1.6 s a bucket, now 0.09 s). With
